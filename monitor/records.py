@@ -1,0 +1,48 @@
+"""The normalised record: what every parser produces, the store keeps, and accounting reads.
+
+It is the event schema v1 record (see eventschema/ and docs/events.md) as a typed value.
+After a parser, nothing knows which trainer wrote the line: foreign formats map their
+lines onto the same kinds (a CUDA OOM traceback becomes a `fault` with cause `oom`,
+a KeyboardInterrupt a `stop`, and so on).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from eventschema import COMMON_FIELDS
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    kind: str
+    run: str
+    attempt: str
+    ts: float
+    host: str = ""
+    rank: int = 0
+    step: int | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+    """Every kind-specific field of the schema except `step`."""
+
+    @classmethod
+    def from_event(cls, event: dict[str, Any]) -> Record:
+        rest = {k: v for k, v in event.items() if k not in COMMON_FIELDS and k != "step"}
+        return cls(
+            kind=event["kind"],
+            run=event["run"],
+            attempt=event["attempt"],
+            ts=float(event["ts"]),
+            host=event.get("host", ""),
+            rank=int(event.get("rank", 0)),
+            step=event.get("step"),
+            fields=rest,
+        )
+
+    def to_event(self) -> dict[str, Any]:
+        event = {"v": 1, "kind": self.kind, "run": self.run, "attempt": self.attempt,
+                 "ts": self.ts, "host": self.host, "rank": self.rank, **self.fields}
+        if self.step is not None:
+            event["step"] = self.step
+        return event

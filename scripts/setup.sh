@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Creates .venv with the CPU build of torch and every dependency (tests and dashboard too).
+# GPU users: create .venv, install torch into it the way you normally do, then run this:
+# an installed torch is kept.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  # Pinned: an unpinned torch pulls a multi-GB CUDA build.
+  .venv/bin/python -m pip install -q "torch==2.13.0"
+fi
+.venv/bin/python -m pip install -q -e '.[test,dashboard]'

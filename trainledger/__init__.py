@@ -1,0 +1,1 @@
+"""The `trainledger` command: one entry point over the trainer and the monitor."""
