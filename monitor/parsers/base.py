@@ -1,0 +1,47 @@
+"""The parser contract: one module per log format, each a `Parser` subclass.
+
+A parser turns complete lines (newline stripped, CR stripped) of one file into normalised
+`Record`s. It is stateful (multi-line tracebacks, the attempt counter, the last step seen)
+and that state round-trips through `get_state`/`set_state` as plain JSON, because the intake
+commits it in the same transaction as the file offset: after a crash, parsing resumes exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from monitor.records import Record
+
+
+class BadLine(ValueError):
+    """A line this parser cannot read (garbage, truncated JSON, …): counted, never fatal."""
+
+
+class Parser:
+    name: ClassVar[str]
+
+    def __init__(self, *, run: str, attempt_prefix: str, host: str = "") -> None:
+        """`run` is the fallback run id (the log's output folder) for formats that carry none;
+        `attempt_prefix` identifies the file, so attempts of different files never collide."""
+        self.run = run
+        self.attempt_prefix = attempt_prefix
+        self.host = host
+
+    @classmethod
+    def sniff(cls, head: list[str]) -> float:
+        """Confidence 0..1 that a file starting with these lines is in this format."""
+        raise NotImplementedError
+
+    def feed(self, line: str) -> list[Record]:
+        """Records completed by this line; raise BadLine for an unreadable line."""
+        raise NotImplementedError
+
+    def flush(self) -> list[Record]:
+        """Records still buffered (e.g. a traceback) when the file ends or goes idle."""
+        return []
+
+    def get_state(self) -> dict[str, Any]:
+        return {}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        pass
