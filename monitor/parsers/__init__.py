@@ -1,0 +1,60 @@
+"""Log parsers, one module per format, and the choice of one for a file.
+
+`sniff(head_lines)` picks the format of a file from its first lines; `by_name(name)` is the
+override (`--format NAME`). Every parser follows the contract in `monitor/parsers/base.py`.
+See docs/parsers.md for what each format maps to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from importlib import import_module
+
+from monitor.parsers.base import BadLine, Parser
+from monitor.records import Record
+
+__all__ = ["BadLine", "Parser", "by_name", "parse_lines", "registry", "sniff"]
+
+# module name → class name; order breaks ties in `sniff` (most specific first).
+_PARSERS = (
+    ("jsonl", "JsonlParser"),
+)
+
+MIN_CONFIDENCE = 0.5
+"""Below this, `sniff` answers None: the file is of no format we know."""
+
+
+def registry() -> list[type[Parser]]:
+    """Every parser class, in sniffing order."""
+    return [getattr(import_module(f"monitor.parsers.{module}"), cls) for module, cls in _PARSERS]
+
+
+def by_name(name: str) -> type[Parser]:
+    """The parser class called `name`; ValueError listing the known names otherwise."""
+    known = registry()
+    for parser in known:
+        if parser.name == name:
+            return parser
+    raise ValueError(f"unknown log format {name!r}; known formats: {', '.join(p.name for p in known)}")
+
+
+def sniff(head_lines: list[str]) -> type[Parser] | None:
+    """The parser most confident about a file starting with these lines, or None."""
+    best, best_confidence = None, 0.0
+    for parser in registry():
+        confidence = parser.sniff(head_lines)
+        if confidence >= MIN_CONFIDENCE and confidence > best_confidence:
+            best, best_confidence = parser, confidence
+    return best
+
+
+def parse_lines(parser: Parser, lines: Iterable[str]) -> tuple[list[Record], list[tuple[int, str]]]:
+    """Feed every line, then flush: the records, and (line number, error) for each bad line."""
+    records: list[Record] = []
+    bad: list[tuple[int, str]] = []
+    for lineno, line in enumerate(lines, 1):
+        try:
+            records += parser.feed(line)
+        except BadLine as exc:
+            bad.append((lineno, str(exc)))
+    return records + parser.flush(), bad
