@@ -2,8 +2,62 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import List, Optional
+
 import typer
+
+
+def _fail(message: str) -> None:
+    """An expected problem: one line on stderr, exit status 2, no traceback."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def train(
+    config: str = typer.Option(..., "--config", "-c", help="TOML file, or a preset name: tiny, 10m, 20b"),
+    overrides: Optional[List[str]] = typer.Argument(None, help="group.key=value, e.g. data.total_steps=20"),
+) -> None:
+    """Train the GPT described by a config; under torchrun every process runs this."""
+    from trainer.config import ConfigError, check_data_path, load_config
+
+    try:
+        cfg = load_config(config, overrides or [])
+        check_data_path(cfg)
+        from trainer.loop import train as run_training  # imports torch: after the cheap checks
+
+        run_training(cfg)
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+def prepare(
+    inputs: List[Path] = typer.Argument(..., help="text (.txt, blank-line separated), .jsonl or .parquet files or folders"),
+    out: Path = typer.Option(..., "--out", "-o", help="output folder (must be new or empty)"),
+    batches: int = typer.Option(1, help="data batches to cut the corpus into"),
+    slices: int = typer.Option(1, help="per-node slices of each batch"),
+    valid_ratio: float = typer.Option(0.05, help="fraction of documents held out for validation"),
+    sample: Optional[int] = typer.Option(None, help="draw this many documents instead of using all"),
+    smart: bool = typer.Option(False, "--smart", help="stratified sample keeping the length and source mix"),
+    seed: int = typer.Option(0, help="seed of the shuffle and of the sample"),
+    text_field: str = typer.Option("text", help="JSONL key / parquet column holding the text"),
+) -> None:
+    """Tokenize a corpus into memory-mapped shards: data batches × slices, plus a validation split."""
+    from trainer.prepare import PrepareError, prepare as run_prepare
+
+    try:
+        meta = run_prepare(inputs, out, batches=batches, slices=slices, valid_ratio=valid_ratio, seed=seed,
+                           sample=sample, smart=smart, text_field=text_field)
+    except PrepareError as exc:
+        _fail(str(exc))
+    train_tokens = sum(v for k, part in meta["tokens"].items() if k != "valid" for v in part.values())
+    typer.echo(f"prepared {out}: {meta['documents']['train']} train documents ({train_tokens} tokens) in "
+               f"{meta['batches']} batch(es) × {meta['slices']} slice(s), {meta['documents']['valid']} validation "
+               f"documents, sources: {', '.join(meta['sources'])}"
+               + ("; sample recorded in sample.json" if meta["sample"] else ""))
 
 
 def register(app: typer.Typer) -> None:
     """Add the trainer's commands to the top-level app."""
+    app.command("train")(train)
+    app.command("prepare")(prepare)

@@ -1,0 +1,225 @@
+"""Training configuration: dataclasses, TOML files and `group.key=value` overrides.
+
+The groups follow seed 002 (InternLM's config): model, data, grad_scaler, adam,
+lr_scheduler, plus train (seed, dtype-independent loop settings), checkpoint and debug.
+Every problem is a `ConfigError` whose one-line message names the file, the key or the path.
+This module imports no torch so that a bad config fails in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PRESETS_DIR = Path(__file__).parent / "presets"
+
+
+class ConfigError(ValueError):
+    """An expected, user-facing configuration problem (shown as one line, no traceback)."""
+
+
+@dataclass
+class ModelConfig:
+    hidden_size: int = 64
+    num_attention_heads: int = 4
+    mlp_ratio: float = 8 / 3
+    num_layers: int = 2
+    vocab_size: int = 264
+    norm_eps: float = 1e-5
+    dtype: str = "fp32"  # fp32 | bf16 | fp16 (autocast; master weights stay fp32)
+
+
+@dataclass
+class DataConfig:
+    path: str = "data/sample"  # a folder written by `trainledger prepare`
+    batch: str = "0"  # data batch(es) to train on, e.g. "0" or "9,10"
+    slice: str = ""  # "" = every slice of the batch; "3" = only the slice on this node's disk
+    seq_len: int = 64
+    micro_num: int = 2  # micro-batches accumulated into one optimizer step
+    micro_bsz: int = 4  # packed samples of seq_len tokens per micro-batch
+    pack_sample_into_one: bool = False  # True: attention crosses document boundaries
+    min_length: int = 0  # documents shorter than this many tokens are dropped
+    total_steps: int = 100
+    valid_every: int = 0  # 0 = no evaluation
+    valid_micro_num: int = 2
+
+
+@dataclass
+class GradScalerConfig:
+    """fp16 loss scaling (seed 002); the scaler exists for every dtype but is off unless fp16."""
+
+    initial_scale: float = 2.0**16
+    min_scale: float = 1.0
+    growth_interval: int = 1000
+    growth_factor: float = 2.0
+    backoff_factor: float = 0.5
+    max_scale: float = 2.0**24
+    hysteresis: int = 2  # overflows tolerated before the scale backs off
+
+
+@dataclass
+class AdamConfig:
+    lr: float = 1e-3
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    adam_eps: float = 1e-8
+    weight_decay: float = 0.01
+
+
+@dataclass
+class LRSchedulerConfig:
+    warmup_ratio: float = 0.01  # linear warm-up over this fraction of total_steps
+    eta_min: float = 1e-5  # cosine decay ends here at total_steps
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 1234  # model init and the order of samples
+    out_dir: str = "runs/default"  # events.jsonl, run id, checkpoints
+    clip_grad_norm: float = 1.0  # 0 = no clipping (the norm is still measured)
+    device: str = "auto"  # auto | cpu | cuda
+    peak_flops: float = 0.0  # peak FLOP/s of one device for MFU; 0 = look it up / estimate
+    events: bool = True  # write the event log (off only for the telemetry benchmark)
+    print_every: int = 1  # one-line summary on stdout every N steps (0 = never)
+
+
+@dataclass
+class CheckpointConfig:
+    checkpoint_every: int = 0  # steps between checkpoints; 0 = never
+
+
+@dataclass
+class DebugConfig:
+    fail_at_step: int = -1  # raise an exception at this step (tests of the fault record)
+    record_sample_ids: bool = False  # each rank writes the sample ids it trained on
+    step_delay_s: float = 0.0  # sleep per step, to give tests time to send a signal
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    grad_scaler: GradScalerConfig = field(default_factory=GradScalerConfig)
+    adam: AdamConfig = field(default_factory=AdamConfig)
+    lr_scheduler: LRSchedulerConfig = field(default_factory=LRSchedulerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    debug: DebugConfig = field(default_factory=DebugConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def digest(self) -> str:
+        """Identifies what is trained: everything except where it is written and debug knobs."""
+        d = self.to_dict()
+        d.pop("debug")
+        d["train"] = {k: v for k, v in d["train"].items() if k not in ("out_dir", "events", "print_every")}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
+    def tokens_per_rank_step(self) -> int:
+        return self.data.micro_bsz * self.data.micro_num * self.data.seq_len
+
+
+def _group_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _check_type(where: str, value: Any, expected: Any) -> Any:
+    """Return `value` coerced to `expected` (int → float only) or raise ConfigError."""
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is int and isinstance(value, bool):
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if isinstance(expected, types.UnionType):
+        if any(isinstance(value, t) for t in typing.get_args(expected)):
+            return value
+    elif isinstance(value, expected):
+        return value
+    name = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(expected, str(expected))
+    raise ConfigError(f"{where}: expected {name}, got {value!r}")
+
+
+def _apply(cfg: Config, data: dict[str, Any], source: str) -> None:
+    groups = {f.name: f for f in dataclasses.fields(Config)}
+    for group, values in data.items():
+        if group not in groups:
+            raise ConfigError(f"{source}: unknown group [{group}] (known: {', '.join(groups)})")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: [{group}] must be a table of keys")
+        target = getattr(cfg, group)
+        hints = _group_types(type(target))
+        for key, value in values.items():
+            if key not in hints:
+                raise ConfigError(f"{source}: unknown key {group}.{key}")
+            setattr(target, key, _check_type(f"{source}: {group}.{key}", value, hints[key]))
+
+
+def _parse_value(text: str) -> Any:
+    """TOML value syntax (`3`, `1e-3`, `true`, `"x"`); a bare word is taken as a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def resolve_config_path(name: str) -> Path:
+    """A file path, or the name of a shipped preset (`tiny`, `10m`, `20b`)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    preset = PRESETS_DIR / f"{name}.toml"
+    if preset.is_file():
+        return preset
+    known = ", ".join(sorted(p.stem for p in PRESETS_DIR.glob("*.toml")))
+    raise ConfigError(f"config file not found: {name} (presets: {known})")
+
+
+def load_config(name: str | None, overrides: list[str] = ()) -> Config:
+    cfg = Config()
+    if name is not None:
+        path = resolve_config_path(name)
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        _apply(cfg, data, str(path))
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        group, dot, leaf = key.strip().partition(".")
+        if not sep or not dot or not leaf:
+            raise ConfigError(f"override {item!r}: expected group.key=value, e.g. data.total_steps=20")
+        _apply(cfg, {group: {leaf: _parse_value(text.strip())}}, "override")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    m, d = cfg.model, cfg.data
+    if m.dtype not in ("fp32", "bf16", "fp16"):
+        raise ConfigError(f"model.dtype: expected fp32, bf16 or fp16, got {m.dtype!r}")
+    if m.hidden_size % m.num_attention_heads or (m.hidden_size // m.num_attention_heads) % 2:
+        raise ConfigError("model.hidden_size must be a multiple of 2 × model.num_attention_heads")
+    for where, value in (("data.seq_len", d.seq_len), ("data.micro_num", d.micro_num),
+                         ("data.micro_bsz", d.micro_bsz), ("data.total_steps", d.total_steps),
+                         ("model.num_layers", m.num_layers), ("model.vocab_size", m.vocab_size)):
+        if value < 1:
+            raise ConfigError(f"{where}: must be at least 1, got {value}")
+    if cfg.train.device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"train.device: expected auto, cpu or cuda, got {cfg.train.device!r}")
+
+
+def check_data_path(cfg: Config) -> Path:
+    """The prepared data folder must exist (checked before any process group starts)."""
+    path = Path(cfg.data.path)
+    if not (path / "meta.json").is_file():
+        why = "does not exist" if not path.exists() else "has no meta.json (run `trainledger prepare` first)"
+        raise ConfigError(f"data.path: {path} {why}")
+    return path

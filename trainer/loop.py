@@ -1,0 +1,280 @@
+"""The training loop. It only orchestrates: config → data → model → steps → events.
+
+All state a resumed run needs lives in one `TrainState`: the model, AdamW, the lr
+scheduler, the grad scaler, the data sampler (a world-size-independent position), the
+step counter, the consumed tokens and the config digest. Steps are numbered from 1: the
+step record with `step = n` is written after the n-th optimizer step, and `state.step`
+always holds the number of completed steps.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import orjson
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from trainer import distributed, metrics
+from trainer.config import Config, ConfigError
+from trainer.data import DataSet, GlobalSampler, load
+from trainer.events import Recorder, new_attempt_id, run_id_for
+from trainer.model import GPT, count_params, device_name, flops_per_token, peak_flops
+from trainer.optim import LossScaler, build_lr_scheduler, build_optimizer
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class TrainState:
+    """Everything a checkpoint must hold to continue the run exactly where it stopped."""
+
+    model: torch.nn.Module  # DDP-wrapped when distributed; `raw_model` is the GPT itself
+    raw_model: GPT
+    optimizer: torch.optim.AdamW
+    lr_scheduler: torch.optim.lr_scheduler.LRScheduler
+    grad_scaler: LossScaler
+    sampler: GlobalSampler
+    config_digest: str
+    step: int = 0  # optimizer steps completed
+    consumed_tokens: int = 0  # input tokens trained on, over all ranks
+    inf_nan_skip_batches: int = 0  # steps skipped for a non-finite gradient
+
+
+@dataclass
+class Run:
+    """What one launch knows besides the resumable state: where, who, and how to report."""
+
+    cfg: Config
+    env: distributed.DistEnv
+    data: DataSet
+    recorder: Recorder
+    out_dir: Path
+    flops_per_token: float
+    peak_flops: float
+    global_batch: int  # packed samples per optimizer step, over all ranks
+    resume_from: str | None = None
+
+
+@dataclass
+class Summary:
+    """Returned by `train`, for callers in the same process (the benchmark)."""
+
+    end: str  # total_steps | data_exhausted | stop
+    steps: int = 0  # steps run by this launch
+    loop_seconds: float = 0.0
+    losses: list[float] = field(default_factory=list)
+
+
+class StopSignals:
+    """SIGINT/SIGTERM only raise a flag: the current step finishes, then the loop stops."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __enter__(self) -> "StopSignals":
+        self.reason: str | None = None
+        self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def _handle(self, signum: int, frame) -> None:
+        self.reason = self.reason or signal.Signals(signum).name
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+
+def build_state(cfg: Config, env: distributed.DistEnv, data: DataSet, global_batch: int) -> TrainState:
+    torch.manual_seed(cfg.train.seed)
+    model = GPT(cfg.model, cfg.data.seq_len).to(env.device)
+    wrapped = DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None) \
+        if env.distributed else model
+    optimizer = build_optimizer(model, cfg.adam)
+    return TrainState(
+        model=wrapped, raw_model=model, optimizer=optimizer,
+        lr_scheduler=build_lr_scheduler(optimizer, cfg.lr_scheduler, cfg.data.total_steps, cfg.adam.lr),
+        grad_scaler=LossScaler(env.device.type, cfg.grad_scaler, enabled=cfg.model.dtype == "fp16"),
+        sampler=GlobalSampler(data.train.num_samples, cfg.train.seed),
+        config_digest=cfg.digest(),
+    )
+
+
+def start(cfg: Config, env: distributed.DistEnv) -> tuple[Run, TrainState]:
+    out_dir = Path(cfg.train.out_dir)
+    data = load(cfg.data)
+    vocab = data.meta["tokenizer"]["vocab_size"]
+    if cfg.model.vocab_size < vocab:
+        raise ConfigError(f"model.vocab_size: {cfg.model.vocab_size} is smaller than the data's tokenizer ({vocab})")
+    global_batch = cfg.data.micro_bsz * cfg.data.micro_num * env.world_size
+    if data.train.num_samples < global_batch:
+        raise ConfigError(f"data.path: {cfg.data.path} batch {data.batch_label} holds {data.train.num_samples} "
+                          f"packed samples, fewer than one global batch ({global_batch})")
+    ids = distributed.broadcast_from_lead(env, (run_id_for(out_dir), new_attempt_id()) if env.is_lead else None)
+    recorder = Recorder(out_dir, *ids, rank=env.rank, enabled=cfg.train.events or not env.is_lead)
+    run = Run(cfg, env, data, recorder, out_dir, flops_per_token(cfg.model, cfg.data.seq_len),
+              peak_flops(env.device, cfg.model.dtype, cfg.train.peak_flops), global_batch)
+    return run, build_state(cfg, env, data, global_batch)
+
+
+def record_launch(run: Run, state: TrainState) -> None:
+    hosts = distributed.all_hosts(run.env)
+    if not run.env.is_lead:
+        return
+    cfg = run.cfg
+    run.recorder.record(
+        "launch", world_size=run.env.world_size, nodes=run.env.nodes, hosts=hosts,
+        device=device_name(run.env.device), peak_flops=run.peak_flops, flops_per_token=run.flops_per_token,
+        n_params=count_params(cfg.model)[0], config_digest=state.config_digest,
+        data_batch=run.data.batch_label, data_slice=run.data.slice_label, resume_from=run.resume_from,
+        start_step=state.step, total_steps=cfg.data.total_steps, seq_len=cfg.data.seq_len,
+        global_batch_tokens=run.global_batch * cfg.data.seq_len, dtype=cfg.model.dtype, out_dir=str(run.out_dir),
+    )
+
+
+def train_step(run: Run, state: TrainState, stop: StopSignals) -> dict:
+    """One optimizer step over micro_num micro-batches; returns the step record's fields."""
+    cfg, env = run.cfg, run.env
+    if state.step + 1 == cfg.debug.fail_at_step:
+        raise RuntimeError(f"injected failure at step {state.step + 1} (debug.fail_at_step)")
+    t0 = time.perf_counter()
+    ids = state.sampler.take(run.global_batch, env.rank, env.world_size)
+    if cfg.debug.record_sample_ids:
+        _record_sample_ids(run, state.step + 1, ids)
+    micro = [run.data.train.batch(ids[i:i + cfg.data.micro_bsz]) for i in range(0, len(ids), cfg.data.micro_bsz)]
+    n_targets = max(1, sum(int((b.targets != -100).sum()) for b in micro))
+    sums = metrics.new_sums(len(run.data.sources), env.device)
+    sums[1] = sum(b.num_documents for b in micro)
+    sums[2] = max(b.largest_length for b in micro)
+    state.model.train()
+    autocast = torch.autocast(env.device.type, dtype=DTYPES[cfg.model.dtype], enabled=cfg.model.dtype != "fp32")
+    for i, batch in enumerate(micro):
+        sync = nullcontext() if i == len(micro) - 1 or not env.distributed else state.model.no_sync()
+        inputs, targets = batch.inputs.to(env.device), batch.targets.to(env.device)
+        segments = None if batch.segments is None else batch.segments.to(env.device)
+        with sync:
+            with autocast:
+                logits = state.model(inputs, segments)
+            token_loss = metrics.token_losses(logits, targets)
+            state.grad_scaler.scale(token_loss.sum() / n_targets).backward()
+        metrics.add_micro_batch(sums, token_loss.detach(), logits.detach(), targets, batch.sources.to(env.device))
+    fwd_bwd_time = time.perf_counter() - t0
+
+    state.grad_scaler.unscale_(state.optimizer)
+    max_norm = cfg.train.clip_grad_norm if cfg.train.clip_grad_norm > 0 else math.inf
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(state.raw_model.parameters(), max_norm))
+    overflow = not math.isfinite(grad_norm)
+    lr = state.optimizer.param_groups[0]["lr"]
+    loss_scale = state.grad_scaler.loss_scale()
+    if state.grad_scaler.is_enabled():
+        state.grad_scaler.step(state.optimizer)  # skips the update itself on overflow
+    elif not overflow:
+        state.optimizer.step()
+    state.grad_scaler.update_after_step(overflow)
+    state.optimizer.zero_grad(set_to_none=True)
+    state.lr_scheduler.step()
+    state.step += 1
+    state.consumed_tokens += run.global_batch * cfg.data.seq_len
+    state.inf_nan_skip_batches += int(overflow)
+
+    sums[0] = float(stop.reason is not None)
+    figures = metrics.reduce_figures(metrics.gather(sums, env.distributed), run.data.sources)
+    step_time = time.perf_counter() - t0
+    return {
+        "step": state.step, "loss": figures.loss, "lr": lr, "loss_scale": loss_scale,
+        "grad_norm": grad_norm if not overflow else None,
+        "num_consumed_tokens": state.consumed_tokens, "inf_nan_skip_batches": state.inf_nan_skip_batches,
+        "num_samples_in_batch": figures.documents, "largest_length": figures.largest_length,
+        "fwd_bwd_time": fwd_bwd_time, "acc": figures.acc, "perplexity": metrics.perplexity(figures.loss),
+        **metrics.throughput(cfg.tokens_per_rank_step, env.world_size, step_time, run.flops_per_token, run.peak_flops),
+        "step_time": step_time, "peak_mem_bytes": metrics.peak_memory_bytes(env.device),
+        "per_source": figures.per_source, "stop_requested": figures.stop_requested,
+    }
+
+
+def _record_sample_ids(run: Run, step: int, ids: np.ndarray) -> None:
+    """Debug: which packed samples this rank trains on (tests check each is used once)."""
+    path = run.out_dir / f"sample_ids.rank{run.env.rank}.jsonl"
+    with open(path, "ab") as f:
+        f.write(orjson.dumps({"attempt": run.recorder.attempt, "step": step, "ids": ids.tolist()}) + b"\n")
+
+
+@torch.no_grad()
+def evaluate(run: Run, state: TrainState) -> dict:
+    """Validation loss (nats/token) and bits per byte over the first valid_micro_num global batches."""
+    cfg, env, valid = run.cfg, run.env, run.data.valid
+    n = min(valid.num_samples, cfg.data.valid_micro_num * cfg.data.micro_bsz * env.world_size)
+    mine = np.arange(env.rank, n, env.world_size)
+    totals = torch.zeros(3, dtype=torch.float64, device=env.device)  # loss_sum, tokens, bytes
+    state.raw_model.eval()
+    autocast = torch.autocast(env.device.type, dtype=DTYPES[cfg.model.dtype], enabled=cfg.model.dtype != "fp32")
+    for i in range(0, len(mine), cfg.data.micro_bsz):
+        batch = valid.batch(mine[i:i + cfg.data.micro_bsz])
+        targets = batch.targets.to(env.device)
+        segments = None if batch.segments is None else batch.segments.to(env.device)
+        with autocast:
+            logits = state.raw_model(batch.inputs.to(env.device), segments)
+        totals[0] += metrics.token_losses(logits, targets).double().sum()
+        totals[1] += (targets != -100).sum()
+        totals[2] += ((targets != -100) & (targets < 256)).sum()  # byte tokens; EOS carries no byte
+    loss_sum, tokens, n_bytes = distributed.all_reduce_sum(env, totals).tolist()
+    return {"step": state.step, "val_loss": loss_sum / tokens if tokens else None,
+            "val_bpb": loss_sum / math.log(2) / n_bytes if n_bytes else None}
+
+
+def run_loop(run: Run, state: TrainState) -> Summary:
+    cfg, env, recorder = run.cfg, run.env, run.recorder
+    summary = Summary(end="stop")
+    t_start = time.perf_counter()
+    with StopSignals() as stop:
+        try:
+            while True:
+                if state.step >= cfg.data.total_steps:
+                    summary.end = "total_steps"
+                    break
+                if state.sampler.remaining() < run.global_batch:
+                    summary.end = "data_exhausted"
+                    break
+                fields = train_step(run, state, stop)
+                stop_requested = fields.pop("stop_requested")
+                summary.steps += 1
+                summary.losses.append(fields["loss"])
+                if env.is_lead:
+                    recorder.record("step", **fields)
+                    if cfg.train.print_every and cfg.train.events and state.step % cfg.train.print_every == 0:
+                        print(metrics.summary_line(state.step, cfg.data.total_steps, fields), flush=True)
+                if cfg.data.valid_every and state.step % cfg.data.valid_every == 0:
+                    result = evaluate(run, state)
+                    if env.is_lead:
+                        recorder.record("eval", **result)
+                if stop_requested:
+                    if env.is_lead:
+                        recorder.record("stop", reason=stop.reason or "signal on another rank", step=state.step)
+                    break
+        except Exception as exc:
+            recorder.fault(exc, state.step)
+            raise
+    if summary.end != "stop" and env.is_lead:
+        recorder.record("finish", step=state.step, reason=summary.end)
+    summary.loop_seconds = time.perf_counter() - t_start
+    return summary
+
+
+def train(cfg: Config) -> Summary:
+    """Run one launch of the training job described by `cfg` (inside torchrun or not)."""
+    env = distributed.init(cfg.train.device)
+    try:
+        run, state = start(cfg, env)
+        record_launch(run, state)
+        summary = run_loop(run, state)
+        if env.is_lead:
+            print(f"events: {run.recorder.path}", flush=True)
+        run.recorder.close()
+        return summary
+    finally:
+        distributed.close(env)
