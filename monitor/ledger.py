@@ -1,0 +1,123 @@
+"""Rendering a run's ledger: seed 000's table and pie, as a rich table, CSV, JSON or markdown.
+
+Only presentation lives here; every number comes from monitor.accounting.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+
+import orjson
+from rich.console import Console, Group
+from rich.markup import escape
+from rich.table import Table
+
+from monitor.accounting import Ledger, parse_timezone
+
+FORMATS = ("table", "csv", "json", "markdown")
+MARKS = {"training": "✔", "startup": "🔧", "fault": "✖ 🔧", "waiting": "🔧", "manual": "➖"}
+ROW_FIELDS = ("start", "duration", "state", "data_batch", "nodes", "cause", "attempt")
+
+
+def duration(seconds: float) -> str:
+    """H:MM:SS like the hand-kept table (hours may exceed 24)."""
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def local_time(ledger: Ledger, ts: float) -> str:
+    return datetime.fromtimestamp(ts, parse_timezone(ledger.timezone)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def mark(row) -> str:
+    symbols = MARKS.get(row.state, "")
+    return f"{symbols} 💤" if row.off_hours_s else symbols
+
+
+def table_rows(ledger: Ledger) -> list[dict]:
+    return [{"start": local_time(ledger, r.start), "duration": duration(r.duration), "state": r.state,
+             "data_batch": r.data_batch if r.data_batch is not None else "--",
+             "nodes": r.nodes if r.nodes is not None else "--", "cause": r.cause,
+             "attempt": ledger.attempt_ids[r.attempt]} for r in ledger.rows]
+
+
+def summary_lines(ledger: Ledger) -> list[tuple[str, str]]:
+    pie = ledger.pie_days
+    lines = [("training", f"{pie['training']:.2f} days"),
+             ("interrupted / waiting", f"{pie['interrupted_or_waiting']:.2f} days"),
+             ("nobody at work (off hours)", f"{pie['nobody_at_work']:.2f} days")]
+    if "maintenance" in pie:
+        lines.append(("planned maintenance (excluded)", f"{pie['maintenance']:.2f} days"))
+    lines += [("goodput", f"{ledger.goodput:.1%}"), ("ETTR", f"{ledger.ettr:.1%}"),
+              ("launches / faults / manual stops", f"{ledger.launches} / {ledger.faults} / {ledger.manual_stops}")]
+    if ledger.mtbf_s is not None:
+        lines.append(("mean time between faults", f"{ledger.mtbf_s / 3600:.1f} h"))
+    relaunch = ledger.mean_relaunch()
+    if relaunch:
+        lines.append(("mean time to relaunch", f"{relaunch['total_s'] / 3600:.2f} h = notice "
+                      f"{relaunch['to_notice_s'] / 3600:.2f} h + relaunch {relaunch['to_relaunch_s'] / 3600:.2f} h"
+                      f" + startup {relaunch['startup_s'] / 3600:.2f} h"))
+    lines.append(("wasted progress", f"{ledger.wasted_steps} steps, {ledger.wasted_s / 3600:.2f} h"))
+    lines.append(("checkpoint stall", f"{ledger.checkpoint_stall_s / 3600:.2f} h"))
+    for index, missing in ledger.restore_gaps.items():
+        lines.append(("restore gap", f"{ledger.attempt_ids[index]}: resumed without {', '.join(missing)}"))
+    if ledger.live:
+        lines.append(("now", ledger.current_state or "—"))
+    return lines
+
+
+def render_table(ledger: Ledger) -> Group:
+    title = f"{ledger.run}: {local_time(ledger, ledger.start)} → {local_time(ledger, ledger.end)} ({ledger.timezone})"
+    table = Table(title=escape(title), show_lines=False)
+    for column in ("time", "duration", "state", "data batch", "nodes", "cause"):
+        table.add_column(column, overflow="fold")
+    for row, cells in zip(ledger.rows, table_rows(ledger)):
+        table.add_row(cells["start"], cells["duration"], f"{mark(row)} {row.state}", escape(str(cells["data_batch"])),
+                      str(cells["nodes"]), escape(cells["cause"]))
+    figures = Table(show_header=False, box=None)
+    for name, value in summary_lines(ledger):
+        figures.add_row(escape(name), escape(value))
+    return Group(table, figures)
+
+
+def to_csv(ledger: Ledger) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=ROW_FIELDS)
+    writer.writeheader()
+    writer.writerows(table_rows(ledger))
+    return out.getvalue()
+
+
+def to_json(ledger: Ledger) -> str:
+    return orjson.dumps(ledger.to_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode()
+
+
+def _md(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(ledger: Ledger) -> str:
+    pie = ledger.pie_days
+    lines = ["```mermaid", "pie showData", f"    title {_md(ledger.run)} (days)",
+             f'    "training": {pie["training"]:.2f}',
+             f'    "interrupted / waiting": {pie["interrupted_or_waiting"]:.2f}',
+             f'    "nobody at work": {pie["nobody_at_work"]:.2f}']
+    if "maintenance" in pie:
+        lines.append(f'    "planned maintenance": {pie["maintenance"]:.2f}')
+    lines += ["```", "", "| time | duration | state | data batch | nodes | cause |", "| -- | -- | -- | -- | -- | -- |"]
+    for row, cells in zip(ledger.rows, table_rows(ledger)):
+        lines.append(f"| {cells['start']} | {cells['duration']} | {mark(row)} {row.state} | {_md(cells['data_batch'])} "
+                     f"| {cells['nodes']} | {_md(cells['cause'])} |")
+    lines += ["", "| figure | value |", "| -- | -- |"]
+    lines += [f"| {_md(name)} | {_md(value)} |" for name, value in summary_lines(ledger)]
+    return "\n".join(lines) + "\n"
+
+
+def render(ledger: Ledger, fmt: str, console: Console) -> None:
+    if fmt == "table":
+        console.print(render_table(ledger))
+    else:
+        text = {"csv": to_csv, "json": to_json, "markdown": to_markdown}[fmt](ledger)
+        console.file.write(text if text.endswith("\n") else text + "\n")
