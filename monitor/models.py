@@ -1,0 +1,149 @@
+"""The store's tables (SQLModel). The schema itself is created by Alembic (monitor/migrations/).
+
+Step records get a table of their own with a column per common figure, because they are
+millions of rows that charts and accounting read by column; every other kind is an `Event`
+with its fields in a JSON payload. A figure that is not a plain finite number of the
+column's type (a string, a NaN, an explicit null) goes to the `extra` JSON, so a stored
+record reassembles to exactly what the parser produced (see monitor/store/rows.py).
+
+Both record tables carry `source_id` and `seq` (the record's position within its source
+file): ordering by (ts, source_id, seq) is stable, and the pair is what makes a record
+traceable to the bytes it came from.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from sqlalchemy import JSON, BigInteger, Column, Index, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+FLOAT_FIGURES = ("loss", "lr", "grad_norm", "loss_scale", "tflops", "tgs", "tokens_per_s", "mfu",
+                 "step_time", "fwd_bwd_time", "acc", "perplexity")
+INT_FIGURES = ("num_consumed_tokens", "inf_nan_skip_batches", "num_samples_in_batch",
+               "largest_length", "peak_mem_bytes")
+"""The step figures with a column of their own; any other step field lives in `extra`."""
+
+
+class Run(SQLModel, table=True):
+    __tablename__ = "runs"
+    name: str = Field(primary_key=True)
+    first_ts: float
+    last_ts: float
+
+
+class Attempt(SQLModel, table=True):
+    __tablename__ = "attempts"
+    run: str = Field(primary_key=True)
+    attempt: str = Field(primary_key=True)
+    host: str = ""
+    first_ts: float
+    last_ts: float
+
+
+class StepMetric(SQLModel, table=True):
+    __tablename__ = "step_metrics"
+    __table_args__ = (Index("ix_step_metrics_run_ts", "run", "ts"),
+                      Index("ix_step_metrics_run_attempt_step", "run", "attempt", "step"))
+    id: Optional[int] = Field(default=None, primary_key=True)
+    source_id: Optional[int] = None
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    run: str
+    attempt: str
+    ts: float
+    host: str = ""
+    rank: int = 0
+    step: int = Field(sa_column=Column(BigInteger, nullable=False))
+    loss: Optional[float] = None
+    lr: Optional[float] = None
+    grad_norm: Optional[float] = None
+    loss_scale: Optional[float] = None
+    tflops: Optional[float] = None
+    tgs: Optional[float] = None
+    tokens_per_s: Optional[float] = None
+    mfu: Optional[float] = None
+    step_time: Optional[float] = None
+    fwd_bwd_time: Optional[float] = None
+    acc: Optional[float] = None
+    perplexity: Optional[float] = None
+    num_consumed_tokens: Optional[int] = Field(default=None, sa_column=Column(BigInteger))
+    inf_nan_skip_batches: Optional[int] = Field(default=None, sa_column=Column(BigInteger))
+    num_samples_in_batch: Optional[int] = Field(default=None, sa_column=Column(BigInteger))
+    largest_length: Optional[int] = Field(default=None, sa_column=Column(BigInteger))
+    peak_mem_bytes: Optional[int] = Field(default=None, sa_column=Column(BigInteger))
+    extra: Optional[dict[str, Any]] = Field(default=None, sa_column=Column(JSONType))
+    """Every other field (per_source, …), explicit nulls and non-finite numbers."""
+
+
+class Event(SQLModel, table=True):
+    """A record of any kind but `step`: launch, eval, checkpoint, resume, stop, fault, finish."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_run_ts", "run", "ts"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    source_id: Optional[int] = None
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    kind: str
+    run: str
+    attempt: str
+    ts: float
+    host: str = ""
+    rank: int = 0
+    step: Optional[int] = Field(default=None, sa_column=Column(BigInteger))
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+
+
+class SourceFile(SQLModel, table=True):
+    """One log file followed by the intake: its identity, how far it is read, its parser state.
+
+    The identity is (device, inode) plus a hash of the first `head_len` bytes, so that a
+    file replaced under the same name or a reused inode is never mistaken for the old one.
+    `offset`, `lines` and `parser_state` are only ever changed in the transaction that
+    inserts the records they produced: that is the exactly-once guarantee.
+    """
+
+    __tablename__ = "source_files"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    path: str = Field(sa_column=Column(Text, nullable=False, index=True))
+    device: int = Field(sa_column=Column(BigInteger, nullable=False))
+    inode: int = Field(sa_column=Column(BigInteger, nullable=False))
+    head_len: int = 0
+    head_hash: str = ""
+    offset: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    tail_hash: str = ""
+    """Hash of the (up to) 256 bytes before `offset`: recognises a copy made by copy-truncate."""
+    size: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    lines: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    records: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    parser: Optional[str] = None
+    parser_state: Optional[dict[str, Any]] = Field(default=None, sa_column=Column(JSONType))
+    run: str = ""
+    attempt_prefix: str = ""
+    status: str = "active"
+    """active | unknown_format | rotated (renamed away, drained) | deleted | replaced."""
+    bad_lines: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    first_bad_line: Optional[int] = Field(default=None, sa_column=Column(BigInteger))
+    first_bad_reason: Optional[str] = Field(default=None, sa_column=Column(Text))
+    first_bad_example: Optional[str] = Field(default=None, sa_column=Column(Text))
+    first_seen: float
+    updated: float
+    last_record_ts: Optional[float] = None
+
+
+class Alert(SQLModel, table=True):
+    """An alert raised from accounting or step figures (written by the alerts module, later)."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_run_ts", "run", "ts"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    run: str
+    attempt: Optional[str] = None
+    ts: float
+    kind: str
+    severity: str = "warning"
+    message: str = Field(sa_column=Column(Text, nullable=False))
+    payload: Optional[dict[str, Any]] = Field(default=None, sa_column=Column(JSONType))
+    resolved_ts: Optional[float] = None

@@ -1,0 +1,16 @@
+"""The event store: SQLite (WAL, the embedded default) or PostgreSQL, behind a few functions.
+
+    engine = open_store()                       # $TRAINLEDGER_DB or ~/.local/share/trainledger/trainledger.db
+    engine = open_store("postgresql+psycopg://user@host/db", read_only=True)   # the dashboard
+    for run in list_runs(engine): records = load_records(engine, run.name)
+
+Tables: monitor/models.py; migrations: monitor/migrations/ (run on open).
+"""
+
+from monitor.store.engine import StoreError, default_db_path, mask_url, open_store, resolve_url
+from monitor.store.queries import RunSummary, count_records, list_runs, list_sources, load_records
+from monitor.store.write import add_source, insert_records, update_source
+
+__all__ = ["RunSummary", "StoreError", "add_source", "count_records", "default_db_path", "insert_records",
+           "list_runs", "list_sources", "load_records", "mask_url", "open_store", "resolve_url",
+           "update_source"]

@@ -1,0 +1,145 @@
+"""Opening the store: where it lives, the SQLite settings, migrations on open, masked URLs."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import orjson
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
+ENV_VAR = "TRAINLEDGER_DB"
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or used; the message is one line, without any password."""
+
+
+def default_db_path() -> Path:
+    """$XDG_DATA_HOME/trainledger/trainledger.db, i.e. ~/.local/share/trainledger/trainledger.db."""
+    data_home = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(data_home) / "trainledger" / "trainledger.db"
+
+
+def resolve_url(url_or_path: str | os.PathLike | None = None) -> str:
+    """A SQLAlchemy URL from a URL, a SQLite file path, $TRAINLEDGER_DB or the default path."""
+    target = url_or_path if url_or_path not in (None, "") else os.environ.get(ENV_VAR) or default_db_path()
+    target = os.fspath(target)
+    if "://" in target:
+        return target
+    return f"sqlite:///{Path(target).expanduser().resolve()}"
+
+
+def mask_url(url_or_path: str | os.PathLike | None) -> str:
+    """The URL fit to print: the password replaced by ***."""
+    url = resolve_url(url_or_path)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable database URL>"
+
+
+def _password(url: str) -> str | None:
+    try:
+        return make_url(url).password
+    except ArgumentError:
+        return None
+
+
+def _json_dumps(value) -> str:
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # an integer beyond 64 bits, say: the slow, general encoder
+        return json.dumps(value, default=str)
+
+
+def _sqlite_engine(url: str, read_only: bool) -> Engine:
+    parsed = make_url(url)
+    path = Path(parsed.database or "")
+    if not parsed.database or parsed.database == ":memory:":
+        raise StoreError("an in-memory SQLite store cannot be shared; give a file path")
+    if read_only:
+        if not path.exists():
+            raise StoreError(f"no store at {path}")
+        url = f"sqlite:///file:{path}?mode=ro&uri=true"
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, json_serializer=_json_dumps, json_deserializer=orjson.loads,
+                           connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        # SQLAlchemy, not the sqlite3 module, decides where transactions begin (see below).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        if not read_only:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL: a killed process loses nothing committed; only power loss may.
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection) -> None:
+        # A writer takes the write lock up front: no read-then-write upgrade can deadlock.
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def _migrate(engine: Engine, read_only: bool) -> None:
+    config = _alembic_config()
+    head = ScriptDirectory.from_config(config).get_current_head()
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    if current == head:
+        return
+    if read_only:
+        raise StoreError(f"the store is at schema revision {current or 'none'}, not {head}: "
+                         "open it once for writing (e.g. `trainledger status`) to upgrade it")
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('trainledger-migrate'))"))
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def open_store(url_or_path: str | os.PathLike | None = None, *, read_only: bool = False) -> Engine:
+    """An engine on the store at this URL or SQLite path (default: $TRAINLEDGER_DB, then
+    `default_db_path()`), migrated to the newest schema. `read_only=True` (the dashboard)
+    never writes, not even a migration. Raises StoreError with a one-line, masked message."""
+    url = resolve_url(url_or_path)
+    masked = mask_url(url)
+    try:
+        backend = make_url(url).get_backend_name()
+        if backend == "sqlite":
+            engine = _sqlite_engine(url, read_only)
+        else:
+            connect_args = {"options": "-c default_transaction_read_only=on"} if read_only else {}
+            engine = create_engine(url, json_serializer=_json_dumps, json_deserializer=orjson.loads,
+                                   pool_pre_ping=True, connect_args=connect_args)
+        _migrate(engine, read_only)
+    except StoreError:
+        raise
+    except (SQLAlchemyError, ArgumentError, ImportError, OSError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        reason_line = reason[0] if reason else type(exc).__name__
+        password = _password(url)
+        if password:
+            reason_line = reason_line.replace(password, "***")
+        raise StoreError(f"cannot open the store {masked}: {reason_line}") from None
+    return engine

@@ -1,0 +1,84 @@
+"""Writing records: bulk Core inserts, runs and attempts upserted once per batch.
+
+Every function here runs inside the caller's transaction (`with engine.begin() as conn`),
+so the intake can commit the records and the file offset that produced them together.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from sqlalchemy import case, insert, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
+
+from monitor.models import Attempt, Event, Run, SourceFile, StepMetric
+from monitor.records import Record
+from monitor.store.rows import event_row, step_row
+
+_STEPS = StepMetric.__table__
+_EVENTS = Event.__table__
+_RUNS = Run.__table__
+_ATTEMPTS = Attempt.__table__
+_SOURCES = SourceFile.__table__
+
+
+def insert_records(conn: Connection, records: Iterable[Record], *, source_id: int | None = None,
+                   first_seq: int = 0) -> int:
+    """Insert these records (numbered from `first_seq` within their source); the count."""
+    steps: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    spans: dict[tuple[str, str], list[Any]] = {}
+    seq = first_seq
+    for record in records:
+        if record.kind == "step" and record.step is not None:
+            steps.append(step_row(record, source_id, seq))
+        else:
+            events.append(event_row(record, source_id, seq))
+        seq += 1
+        span = spans.get((record.run, record.attempt))
+        if span is None:
+            spans[(record.run, record.attempt)] = [record.ts, record.ts, record.host]
+        else:
+            span[0] = min(span[0], record.ts)
+            span[1] = max(span[1], record.ts)
+    if steps:
+        conn.execute(insert(_STEPS), steps)
+    if events:
+        conn.execute(insert(_EVENTS), events)
+    if spans:
+        _upsert_spans(conn, spans)
+    return seq - first_seq
+
+
+def _upsert_spans(conn: Connection, spans: dict[tuple[str, str], list[Any]]) -> None:
+    """Runs and attempts widen to cover the batch's first and last timestamps."""
+    runs: dict[str, list[float]] = {}
+    for (run, _attempt), (first, last, _host) in spans.items():
+        span = runs.setdefault(run, [first, last])
+        span[0], span[1] = min(span[0], first), max(span[1], last)
+    make_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    for table, keys, rows in (
+        (_RUNS, ["name"], [{"name": run, "first_ts": f, "last_ts": l} for run, (f, l) in sorted(runs.items())]),
+        (_ATTEMPTS, ["run", "attempt"], [{"run": run, "attempt": attempt, "host": host, "first_ts": f, "last_ts": l}
+                                         for (run, attempt), (f, l, host) in sorted(spans.items())]),
+    ):
+        stmt = make_insert(table)
+        stmt = stmt.on_conflict_do_update(index_elements=keys, set_={
+            "first_ts": case((stmt.excluded.first_ts < table.c.first_ts, stmt.excluded.first_ts),
+                             else_=table.c.first_ts),
+            "last_ts": case((stmt.excluded.last_ts > table.c.last_ts, stmt.excluded.last_ts),
+                            else_=table.c.last_ts),
+        })
+        for row in rows:  # a handful per batch: one statement each keeps both dialects simple
+            conn.execute(stmt, row)
+
+
+def add_source(conn: Connection, **values: Any) -> int:
+    """A new source file row; its id."""
+    return conn.execute(insert(_SOURCES).values(**values).returning(_SOURCES.c.id)).scalar_one()
+
+
+def update_source(conn: Connection, source_id: int, **values: Any) -> None:
+    conn.execute(update(_SOURCES).where(_SOURCES.c.id == source_id).values(**values))
