@@ -136,6 +136,8 @@ def _check_type(where: str, value: Any, expected: Any) -> Any:
     """Return `value` coerced to `expected` (int → float only) or raise ConfigError."""
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if expected is str and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # data.batch=3 means the batch "3"
     if expected is int and isinstance(value, bool):
         raise ConfigError(f"{where}: expected an integer, got {value!r}")
     if isinstance(expected, types.UnionType):
@@ -216,10 +218,25 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"train.device: expected auto, cpu or cuda, got {cfg.train.device!r}")
 
 
+def parse_batches(text: str, available: int, where: str = "data.batch") -> list[int]:
+    try:
+        batches = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"{where}: expected batch numbers like '0' or '9,10', got {text!r}") from None
+    bad = [b for b in batches if not 0 <= b < available]
+    if not batches or bad:
+        raise ConfigError(f"{where}: {text!r} is not among the prepared batches 0..{available - 1}")
+    return batches
+
+
 def check_data_path(cfg: Config) -> Path:
-    """The prepared data folder must exist (checked before any process group starts)."""
+    """The prepared data folder, batch and slice must exist (checked before any process group starts)."""
     path = Path(cfg.data.path)
     if not (path / "meta.json").is_file():
         why = "does not exist" if not path.exists() else "has no meta.json (run `trainledger prepare` first)"
         raise ConfigError(f"data.path: {path} {why}")
+    meta = json.loads((path / "meta.json").read_text())
+    parse_batches(cfg.data.batch, meta["batches"])
+    if cfg.data.slice.strip():
+        parse_batches(cfg.data.slice, meta["slices"], where="data.slice")
     return path

@@ -20,20 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainer.config import ConfigError, DataConfig
+from trainer.config import DataConfig, parse_batches
 
 IGNORE = -100  # target ignored by the loss (a document boundary inside a packed row)
-
-
-def parse_batches(text: str, available: int, where: str = "data.batch") -> list[int]:
-    try:
-        batches = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise ConfigError(f"{where}: expected batch numbers like '0' or '9,10', got {text!r}") from None
-    bad = [b for b in batches if not 0 <= b < available]
-    if not batches or bad:
-        raise ConfigError(f"{where}: {text!r} is not among the prepared batches 0..{available - 1}")
-    return batches
 
 
 class TokenShards:
