@@ -7,3 +7,6 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Add the monitor's commands to the top-level app."""
+    from monitor.ledger import register as register_ledger
+
+    register_ledger(app)

@@ -35,7 +35,10 @@ def wasted_progress(attempts: list[Attempt], timeline: Timeline) -> list[Wasted]
         for i in range(j):
             if attempts[i].steps and attempts[i].steps[-1] > s0:
                 resumed_below[i] = min(resumed_below.get(i, s0), s0)
-    stalled = [(s.start, s.end) for s in timeline.segments if s.state == "stalled"]
+    stalled: dict[int, list[tuple[float, float]]] = {}
+    for s in timeline.segments:
+        if s.state == "stalled" and s.attempt in resumed_below:
+            stalled.setdefault(s.attempt, []).append((s.start, s.end))
     out = []
     for i, s0 in sorted(resumed_below.items()):
         attempt = attempts[i]
@@ -43,7 +46,7 @@ def wasted_progress(attempts: list[Attempt], timeline: Timeline) -> list[Wasted]
         k = int(np.searchsorted(steps, s0, side="right")) - 1
         t0 = float(ts[max(k, 0)])
         t1 = float(ts[-1])
-        lost = (t1 - t0) - sum(max(0.0, min(b, t1) - max(a, t0)) for a, b in stalled)
+        lost = (t1 - t0) - sum(max(0.0, min(b, t1) - max(a, t0)) for a, b in stalled.get(i, ()))
         out.append(Wasted(i, max(s0, int(steps[0]) - 1) + 1, int(steps[-1]), max(lost, 0.0)))
     return out
 
