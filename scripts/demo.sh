@@ -4,3 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 echo "trainledger is installed: .venv/bin/trainledger --help"
+
+# Train: tokenize the shipped sample corpus once, then the tiny preset on 2 CPU processes.
+[ -f data/sample/meta.json ] || .venv/bin/trainledger prepare sample_data --out data/sample
+rm -rf runs/demo
+OMP_NUM_THREADS=1 .venv/bin/torchrun --standalone --nproc-per-node 2 -m trainer train \
+  --config tiny train.out_dir=runs/demo train.print_every=10
+echo "training event log: runs/demo/events.jsonl (schema: docs/events.md)"
