@@ -18,6 +18,13 @@ __all__ = ["BadLine", "Parser", "by_name", "parse_lines", "registry", "sniff"]
 # module name → class name; order breaks ties in `sniff` (most specific first).
 _PARSERS = (
     ("jsonl", "JsonlParser"),
+    ("hf_trainer", "HFTrainerStateParser"),
+    ("hf_trainer", "HFTrainerParser"),
+    ("internlm", "InternLMParser"),
+    ("megatron", "MegatronParser"),
+    ("nanogpt", "NanoGPTParser"),
+    ("nanochat", "NanochatParser"),
+    ("torchtitan", "TorchtitanParser"),
 )
 
 MIN_CONFIDENCE = 0.5

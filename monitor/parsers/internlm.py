@@ -1,0 +1,122 @@
+"""InternLM / InternEvo training logs (seed 002).
+
+    2023-11-10 11:45:20,248 INFO parallel_context.py:555 in set_device -- process rank 0 is
+        bound to host:HOST-10-140-60-69 device: 0        → launch (hosts; world = highest rank + 1)
+    … Distributed environment is initialized, data parallel size: 4, pipeline parallel size: 1,
+        tensor parallel size: 4                           → launch.world_size = 4 × 1 × 4
+    2023-11-10T11:46:16.409+08:00 INFO [training_internlm.py, line 600, in
+        record_current_batch_training_metrics] - pid=117775 : tflops=30.53 step=0 loss=11.54
+        tgs (tokens/gpu/second)=246.32 tgs/tgs_SMA=246.32 … lr=4e-07 loss_scale=65536.0
+        grad_norm={'0_default': 87.31, '1_fp32': 0.0} … acc/<source>=0.0 tokens/<source>=60571
+        loss/<source>=11.55 …                             → step
+
+Field mapping: `tgs (tokens/gpu/second)` → tgs (instantaneous; tokens_per_s = tgs × world size);
+the averaged `tgs/…` figures keep their own names (`tgs_SMA`, `tgs_avg`, `last_tgs_10`, …) and
+are never stored as tgs. `grad_norm` is a dict per parameter group: grad_norm is their combined
+L2 norm sqrt(Σ g²) and `grad_norm_groups` keeps the dict. `acc/S`, `tokens/S`, `loss/S` become
+per_source[S] = {acc, tokens, loss}; sources with no tokens in the step (printed as tokens 0,
+acc 0.0, loss nan) are left out. `nan` figures are null.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from monitor.parsers.text import TextParser, head_matches, loss_field, to_float, to_int
+from monitor.records import Record
+
+_BOUND_RE = re.compile(r"process rank (\d+) is bound to host:(\S+) device: (\d+)")
+_DIST_RE = re.compile(r"data parallel size: (\d+), pipeline parallel size: (\d+), tensor parallel size: (\d+)")
+_BODY_RE = re.compile(r"(?:^|\s)(?:tflops|step)=")
+_DICT_RE = re.compile(r"\{[^{}]*\}")
+_DICT_ITEM_RE = re.compile(r"'([^']*)':\s*([^,}]+)")
+_FLOATS = ("tflops", "tgs", "lr", "loss_scale", "fwd_bwd_time", "acc", "perplexity")
+_INTS = ("num_consumed_tokens", "inf_nan_skip_batches", "num_samples_in_batch", "largest_length")
+
+
+class InternLMParser(TextParser):
+    name = "internlm"
+
+    @classmethod
+    def sniff(cls, head: list[str]) -> float:
+        if head_matches(head, _BOUND_RE, re.compile(r" step=\d+ loss=\S+ tgs \(tokens/gpu/second\)=")):
+            return 0.95
+        return 0.0
+
+    def parse_line(self, line: str, rank: int) -> list[Record] | None:
+        if " step=" in line and " loss=" in line and (match := _BODY_RE.search(line)):
+            return self._step(line[match.start():], rank)
+        if "is bound to host:" in line and (match := _BOUND_RE.search(line)):
+            return self._bound(int(match.group(1)), match.group(2), rank)
+        if match := _DIST_RE.search(line):
+            dp, pp, tp = (int(g) for g in match.groups())
+            self.update_launch(world_size=dp * pp * tp)
+            self.s["fmt"]["world_from_parallel"] = True
+            return []
+        return None
+
+    def _bound(self, bound_rank: int, host: str, rank: int) -> list[Record]:
+        fmt = self.s["fmt"]
+        out: list[Record] = []
+        hosts_by_rank = fmt.get("hosts_by_rank") or {}
+        if str(bound_rank) in hosts_by_rank or (self.s["pending_launch"] is None and not hosts_by_rank):
+            out = self.open_launch(rank)
+            hosts_by_rank = {}
+            fmt["world_from_parallel"] = False
+        hosts_by_rank[str(bound_rank)] = host
+        fmt["hosts_by_rank"] = hosts_by_rank
+        hosts = list(dict.fromkeys(hosts_by_rank[r] for r in sorted(hosts_by_rank, key=int)))
+        update = {"hosts": hosts}
+        if not fmt.get("world_from_parallel"):
+            update["world_size"] = max(map(int, hosts_by_rank)) + 1
+        self.update_launch(**update)
+        return out
+
+    def _step(self, body: str, rank: int) -> list[Record]:
+        body = body.replace("tgs (tokens/gpu/second)=", "tgs=")
+        body = _DICT_RE.sub(lambda m: m.group(0).replace(" ", ""), body)
+        fields: dict = {}
+        sources: dict[str, dict] = {}
+        step = None
+        for token in body.split():
+            key, sep, value = token.partition("=")
+            if not sep:
+                continue
+            if key == "step":
+                step = to_int(value)
+            elif key == "loss":
+                fields.update(loss_field(value))
+            elif key in _FLOATS:
+                fields[key] = to_float(value)
+            elif key in _INTS:
+                fields[key] = to_int(value)
+            elif key == "grad_norm":
+                fields.update(_grad_norm(value))
+            elif key.startswith(("acc/", "tokens/", "loss/")):
+                figure, source = key.split("/", 1)
+                sources.setdefault(source, {})[figure] = to_int(value) if figure == "tokens" else to_float(value)
+            else:
+                name = key.split("/", 1)[1] if key.startswith("tgs/") else key
+                fields[name] = _number_or_text(value)
+        if step is None:
+            return []
+        fields["per_source"] = {name: figures for name, figures in sources.items() if figures.get("tokens") != 0}
+        host = (self.s["fmt"].get("hosts_by_rank") or {}).get(str(rank))
+        return self.step_record(step, self.at(metric=True), rank, host=host, **fields)
+
+
+def _grad_norm(value: str) -> dict:
+    if not value.startswith("{"):
+        return {"grad_norm": to_float(value)}
+    groups = {name: to_float(number) for name, number in _DICT_ITEM_RE.findall(value)}
+    finite = [g for g in groups.values() if g is not None]
+    total = math.sqrt(sum(g * g for g in finite)) if finite and len(finite) == len(groups) else None
+    return {"grad_norm": total, "grad_norm_groups": groups}
+
+
+def _number_or_text(value: str) -> float | str | None:
+    try:
+        return to_float(value)
+    except ValueError:
+        return value[:200]

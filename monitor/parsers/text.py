@@ -1,0 +1,316 @@
+"""What every text-log parser shares: cleaning a line, its timestamp, runs and attempts.
+
+A `TextParser` subclass only recognises its own metric lines (`parse_line`). This base does
+the rest, the same way for every format:
+- strips ANSI colour codes (also ones whose ESC byte was lost), CR and torchrun's
+  `[rank3]:` / `[default3]:` prefixes (the rank goes onto the record);
+- reads the line's timestamp (ISO, `[YYYY-MM-DD HH:MM:SS]`, `MM/DD/YYYY HH:MM:SS`, glog's
+  `E0321 02:07:08.40`); naive times are in `tz` (default: this host's zone);
+- numbers attempts `f"{attempt_prefix}#{n}"`: n starts at 1 with the file and grows at a launch
+  line or where the step counter goes backwards; a step repeated by another rank is dropped;
+- holds a launch record open until the first other record, so later start-up lines (world size,
+  hosts, device) still reach it;
+- recognises how an attempt ended (see `monitor/parsers/endings.py`).
+All state is plain JSON (`get_state`) so the intake can commit it with the file offset.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone, tzinfo
+from functools import lru_cache
+from typing import Any, ClassVar
+
+import orjson
+
+from monitor.parsers import endings
+from monitor.parsers.base import BadLine, Parser
+from monitor.records import Record
+
+MAX_LINE_CHARS = 1 << 20
+"""A longer line is refused (BadLine) before any regular expression sees it."""
+
+_ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]|(?<![\w\]])\[(?:\d{1,3};)*\d{1,3}m")
+_RANK_PREFIX_RE = re.compile(r"\[(?:rank|default)(\d{1,6})\]:")
+_ISO_TS_RE = re.compile(
+    r"(?<!\d)(\d{4})-(\d\d)-(\d\d)[T _](\d\d):(\d\d):(\d\d)(?:[.,](\d{1,9}))?(Z|[+-]\d\d:?\d\d)?(?!\d)")
+_US_TS_RE = re.compile(r"(?<!\d)(\d\d)/(\d\d)/(\d{4}) (\d\d):(\d\d):(\d\d)(?!\d)")
+_GLOG_TS_RE = re.compile(r"(?:^|\[)[IWEF](\d\d)(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{1,9})")
+_TS_SEARCH_CHARS = 96
+"""Timestamps are looked for only near the start of a line (after a rank prefix)."""
+
+LAUNCH_FIELDS = ("world_size", "nodes", "hosts", "device", "peak_flops", "flops_per_token",
+                 "config_digest", "data_batch", "data_slice", "resume_from")
+
+
+def clean(line: str) -> str:
+    """The line without CR, trailing whitespace and ANSI colour codes."""
+    if "\r" in line:
+        line = line.replace("\r", "")
+    if "\x1b" in line or "m" in line and "[" in line:
+        line = _ANSI_RE.sub("", line)
+    return line.rstrip()
+
+
+def split_rank(line: str) -> tuple[int | None, str]:
+    """torchrun's `[rank3]:` / `[default3]:` prefixes (possibly nested) → (3, rest)."""
+    rank = None
+    while line.startswith("[") and (match := _RANK_PREFIX_RE.match(line)):
+        rank = int(match.group(1))
+        line = line[match.end():]
+    return rank, line
+
+
+def to_float(text: Any) -> float | None:
+    """A number that may arrive as a string with thousands separators; NaN/inf → None."""
+    if isinstance(text, bool):
+        raise BadLine(f"not a number: {text!r}")
+    if isinstance(text, (int, float)):
+        value = float(text)
+    else:
+        try:
+            value = float(str(text).strip().replace(",", "").replace("_", ""))
+        except ValueError:
+            raise BadLine(f"not a number: {str(text)[:40]!r}") from None
+    return value if value == value and abs(value) != float("inf") else None
+
+
+def loss_field(text: str, name: str = "loss") -> dict[str, Any]:
+    """{name: value}, plus `{name}_nonfinite: True` when the log printed nan or inf (a
+    diverged run must not look like a missing figure)."""
+    value = to_float(text)
+    if value is None:
+        return {name: None, f"{name}_nonfinite": True}
+    return {name: value}
+
+
+def to_int(text: Any) -> int | None:
+    value = to_float(text)
+    return None if value is None else int(value)
+
+
+@lru_cache(maxsize=4096)
+def _epoch_seconds(date_time: tuple[int, ...], offset: str | None, tz: tzinfo | None) -> float:
+    moment = datetime(*date_time)
+    if offset:
+        if offset == "Z":
+            return moment.replace(tzinfo=timezone.utc).timestamp()
+        sign = -1 if offset[0] == "-" else 1
+        digits = offset[1:].replace(":", "")
+        delta = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+        return (moment - sign * delta).replace(tzinfo=timezone.utc).timestamp()
+    return moment.replace(tzinfo=tz).timestamp() if tz is not None else moment.timestamp()
+
+
+def find_timestamp(line: str, tz: tzinfo | None, year_hint: float | None) -> float | None:
+    """UTC seconds of the timestamp near the start of the line, or None. `year_hint` (the
+    file's last known time) supplies the year of year-less glog stamps; without it they are
+    not trusted."""
+    head = line[:_TS_SEARCH_CHARS]
+    try:
+        if match := _ISO_TS_RE.search(head):
+            y, mo, d, h, mi, s, frac, offset = match.groups()
+            base = _epoch_seconds((int(y), int(mo), int(d), int(h), int(mi), int(s)), offset, tz)
+            return base + (int(frac) / 10 ** len(frac) if frac else 0.0)
+        if match := _US_TS_RE.search(head):
+            mo, d, y, h, mi, s = map(int, match.groups())
+            return _epoch_seconds((y, mo, d, h, mi, s), None, tz)
+        if year_hint is not None and (match := _GLOG_TS_RE.search(head)):
+            # glog's `E0321 02:07:08.40` has no year: take the file's, rolling over at new year
+            mo, d, h, mi, s, frac = match.groups()
+            year = datetime.fromtimestamp(year_hint).year
+            moment = (int(mo), int(d), int(h), int(mi), int(s))
+            base = _epoch_seconds((year, *moment), None, tz)
+            if base < year_hint - 300 * 86400:
+                base = _epoch_seconds((year + 1, *moment), None, tz)
+            return base + int(frac) / 10 ** len(frac)
+    except (ValueError, OverflowError, OSError):
+        return None
+    return None
+
+
+class TextParser(Parser):
+    """Base of the text formats; subclasses implement `parse_line` and `sniff`."""
+
+    name: ClassVar[str]
+
+    def __init__(self, *, run: str, attempt_prefix: str, host: str = "",
+                 clock: Callable[[], float] | None = None, tz: tzinfo | None = None) -> None:
+        """`clock` gives the time of a metric line that carries none (default: now, i.e. the
+        moment it is read — right for live tailing); `tz` is the zone of naive timestamps."""
+        super().__init__(run=run, attempt_prefix=attempt_prefix, host=host)
+        self.clock = clock or time.time
+        self.tz = tz
+        self.s: dict[str, Any] = self.initial_state()
+        self.line_time: float | None = None
+
+    # -- state -------------------------------------------------------------------------
+    def initial_state(self) -> dict[str, Any]:
+        return {"attempt": 1, "started": False, "last_step": None, "last_ts": None,
+                "run_id": None, "pending_launch": None, "tracebacks": {}, "ended": [],
+                "world_size": None, "fmt": {}}
+
+    def get_state(self) -> dict[str, Any]:
+        return orjson.loads(orjson.dumps(self.s))
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        fresh = self.initial_state()
+        fresh.update(orjson.loads(orjson.dumps(state)))
+        self.s = fresh
+
+    # -- the contract ------------------------------------------------------------------
+    def feed(self, line: str) -> list[Record]:
+        if len(line) > MAX_LINE_CHARS:
+            raise BadLine(f"line of {len(line):,} characters is longer than {MAX_LINE_CHARS:,}")
+        if "\x00" in line or line.count("\ufffd") * 10 > len(line) > 0:
+            raise BadLine("binary data, not text")
+        rank, line = split_rank(clean(line))
+        self.line_time = self.line_ts(line)
+        key = str(rank or 0)
+        out: list[Record] = []
+        if key in self.s["tracebacks"]:
+            consumed, out = endings.continue_traceback(self, key, line)
+            if consumed:
+                return out
+        if line.startswith(endings.TRACEBACK_START):
+            endings.start_traceback(self, key, line, self.line_time)
+            return out
+        found = self.parse_line(line, rank or 0)
+        if found is None:
+            found = endings.detect(self, line, rank or 0)
+        return out + found
+
+    def flush(self) -> list[Record]:
+        out: list[Record] = []
+        for key in list(self.s["tracebacks"]):
+            out += endings.finish_traceback(self, key)
+        return out + self.flush_launch()
+
+    def parse_line(self, line: str, rank: int) -> list[Record] | None:
+        """Records of one of this format's own lines; None when the line is not one."""
+        raise NotImplementedError
+
+    # -- building records --------------------------------------------------------------
+    def line_ts(self, line: str) -> float | None:
+        """The line's own time; the first one after a launch line without one dates it."""
+        ts = find_timestamp(line, self.tz, self.s["last_ts"])
+        if ts is not None:
+            self.s["last_ts"] = ts
+            launch = self.s["pending_launch"]
+            if launch is not None and not launch["dated"]:
+                launch.update(ts=ts, dated=True)
+        return ts
+
+    def at(self, *, metric: bool) -> float:
+        """Time of the current line: its own; else, for end-of-attempt evidence, the file's
+        last known time; else the clock."""
+        return self.ts_or_default(self.line_time, metric=metric)
+
+    def ts_or_default(self, ts: float | None, *, metric: bool) -> float:
+        if ts is not None:
+            return ts
+        if not metric and self.s["last_ts"] is not None:
+            return self.s["last_ts"]
+        return self.clock()
+
+    @property
+    def attempt(self) -> str:
+        return f"{self.attempt_prefix}#{self.s['attempt']}"
+
+    def new_attempt(self) -> None:
+        """Later records belong to the next attempt (only if this one has any)."""
+        if self.s["started"]:
+            self.s["attempt"] += 1
+        self.s.update(started=False, last_step=None, ended=[], pending_launch=None)
+
+    def adopt_run_id(self, run_id: str) -> None:
+        """A run id found in the log is used if it comes before this file's first record."""
+        if not self.s["started"] and self.s["attempt"] == 1 and run_id:
+            self.s["run_id"] = run_id
+
+    def record(self, kind: str, ts: float, *, step: int | None = None, rank: int = 0,
+               host: str | None = None, **fields: Any) -> list[Record]:
+        out = self.flush_launch() if kind != "launch" else []
+        self.s["started"] = True
+        out.append(Record(kind=kind, run=self.s["run_id"] or self.run, attempt=self.attempt, ts=ts,
+                          host=self.host if host is None else host, rank=rank, step=step,
+                          fields=fields))
+        return out
+
+    def step_record(self, step: int, ts: float, rank: int = 0, host: str | None = None,
+                    **fields: Any) -> list[Record]:
+        """A `step` record, after the attempt rules: backwards → new attempt; repeat → dropped."""
+        last = self.s["last_step"]
+        if last is not None and step < last:
+            self.new_attempt()
+        elif last is not None and step == last:
+            return []
+        self.s["last_step"] = step
+        fields.setdefault("loss", None)
+        world = self.s["world_size"]
+        if world:
+            if fields.get("tokens_per_s") is None and fields.get("tgs") is not None:
+                fields["tokens_per_s"] = fields["tgs"] * world
+            elif fields.get("tgs") is None and fields.get("tokens_per_s") is not None:
+                fields["tgs"] = fields["tokens_per_s"] / world
+        return self.record("step", ts, step=step, rank=rank, host=host, **fields)
+
+    def eval_record(self, step: int, ts: float, rank: int = 0, **fields: Any) -> list[Record]:
+        last = self.s["last_step"]
+        if last is not None and step < last:
+            self.new_attempt()
+        fields.setdefault("val_loss", None)
+        return self.record("eval", ts, step=step, rank=rank, **fields)
+
+    def end_record(self, kind: str, ts: float, key: str, rank: int = 0, **fields: Any) -> list[Record]:
+        """A stop/fault/finish, at most once per attempt for the same kind and cause."""
+        tag = f"{kind}:{key}"
+        if tag in self.s["ended"]:
+            return []
+        self.s["ended"].append(tag)
+        step = fields.pop("step", self.s["last_step"])
+        return self.record(kind, ts, step=step, rank=rank, **fields)
+
+    # -- the launch record -------------------------------------------------------------
+    def open_launch(self, rank: int = 0, **fields: Any) -> list[Record]:
+        """A launch line: a new attempt starts; its record waits for more start-up facts.
+        Returns the previous launch record if it was still waiting."""
+        out = self.flush_launch()
+        self.new_attempt()
+        self.s["world_size"] = None
+        launch = dict.fromkeys(LAUNCH_FIELDS)
+        launch.update(format=self.name, ts=self.at(metric=True), dated=self.line_time is not None,
+                      rank=rank)
+        launch.update(fields)
+        self.s["pending_launch"] = launch
+        return out
+
+    def update_launch(self, **fields: Any) -> None:
+        launch = self.s["pending_launch"]
+        if "world_size" in fields and fields["world_size"]:
+            self.s["world_size"] = fields["world_size"]
+        if launch is not None:
+            launch.update(fields)
+
+    def flush_launch(self) -> list[Record]:
+        launch = self.s["pending_launch"]
+        if launch is None:
+            return []
+        self.s["pending_launch"] = None
+        ts, rank = launch.pop("ts"), launch.pop("rank")
+        del launch["dated"]
+        if launch.get("hosts") and not launch.get("nodes"):
+            launch["nodes"] = len(launch["hosts"])
+        return self.record("launch", ts, rank=rank, **launch)
+
+
+def head_matches(head: list[str], *patterns: re.Pattern[str]) -> int:
+    """How many of the (cleaned) head lines match any of the patterns."""
+    count = 0
+    for raw in head[:500]:
+        line = split_rank(clean(raw[:4000]))[1]
+        if any(p.search(line) for p in patterns):
+            count += 1
+    return count

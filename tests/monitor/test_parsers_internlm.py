@@ -1,0 +1,73 @@
+"""InternLM/InternEvo: seed 002's real log, numbers checked field by field."""
+
+import math
+from datetime import timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+import eventschema
+from monitor.parsers import parse_lines, sniff
+from monitor.parsers.internlm import InternLMParser
+
+LOG = Path(__file__).parents[1] / "fixtures" / "logs" / "internlm" / "seed002_20b_demo.log"
+CHINA = timezone(timedelta(hours=8))
+
+
+def parse(lines=None):
+    parser = InternLMParser(run="20b_train", attempt_prefix="seed002", clock=lambda: 0.0, tz=CHINA)
+    records, bad = parse_lines(parser, lines if lines is not None else LOG.read_text().splitlines())
+    assert bad == []
+    for record in records:
+        if record.kind != "launch":
+            assert eventschema.errors(record.to_event()) == [], record
+    return records
+
+
+def test_launch_gives_hosts_and_world_size():
+    launch = parse()[0]
+    assert launch.kind == "launch"
+    assert launch.fields["hosts"] == ["HOST-10-140-60-69", "HOST-10-140-60-95"]
+    assert launch.fields["nodes"] == 2 and launch.fields["world_size"] == 16
+    assert launch.ts == pytest.approx(1699587920.248)  # 2023-11-10 11:45:20,248 +08:00
+
+
+def test_step_line_field_by_field():
+    steps = [r for r in parse() if r.kind == "step"]
+    assert [r.step for r in steps] == [0, 1, 2, 3, 4, 5]
+    s = steps[0]
+    assert s.ts == pytest.approx(1699587976.409)  # 2023-11-10T11:46:16.409+08:00
+    assert s.host == "HOST-10-140-60-69"  # rank 0's host from the launch lines
+    f = s.fields
+    assert f["tflops"] == 30.535171880622176 and f["loss"] == 11.542577743530273
+    assert f["tgs"] == 246.32 and f["tokens_per_s"] == pytest.approx(246.32 * 16)
+    assert f["tgs_SMA"] == 246.32 and f["tgs_avg"] == 246.32 and f["last_tgs_10"] == 0
+    assert f["lr"] == 4.0000000000000003e-07 and f["loss_scale"] == 65536.0
+    assert f["grad_norm"] == pytest.approx(math.hypot(87.3189924662012, 0.0))
+    assert f["grad_norm_groups"] == {"0_default": 87.3189924662012, "1_fp32": 0.0}
+    assert f["num_consumed_tokens"] == 65536 and f["inf_nan_skip_batches"] == 0
+    assert f["num_samples_in_batch"] == 18 and f["largest_length"] == 2048
+    assert f["fwd_bwd_time"] == 13.47 and f["acc"] == 0.0 and f["perplexity"] == 104321.0312
+    assert f["micro_num"] == 4 and f["loss_from_metric"] == 11.5552
+    assert f["per_source"] == {".git": {"acc": 0.0, "tokens": 60571, "loss": 11.5552}}
+    last = steps[-1].fields
+    assert last["acc"] == 0.0726 and last["per_source"][".git"] == {"acc": 0.0726, "tokens": 61004, "loss": 7.0646}
+    assert last["grad_norm"] == pytest.approx(32.49300931426443)
+
+
+def test_a_second_launch_in_the_same_file_is_a_new_attempt():
+    lines = LOG.read_text().splitlines()
+    records = parse(lines + lines[:1] + lines[-1:])
+    attempts = [(r.kind, r.attempt) for r in records]
+    assert attempts[-2:] == [("launch", "seed002#2"), ("step", "seed002#2")]
+
+
+def test_nan_total_loss_is_flagged():
+    line = ("2023-11-10T11:46:16.409+08:00 INFO [training_internlm.py, line 600, in record_current_batch_training_metrics]"
+            " - pid=1 : tflops=1.0 step=7 loss=nan tgs (tokens/gpu/second)=1.0 grad_norm={'0_default': nan}")
+    (step,) = parse([line])
+    assert step.fields["loss"] is None and step.fields["loss_nonfinite"] is True and step.fields["grad_norm"] is None
+
+
+def test_sniff():
+    assert sniff(LOG.read_text().splitlines()[:10]) is InternLMParser
