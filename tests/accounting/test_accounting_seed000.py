@@ -43,3 +43,11 @@ def test_seed000_pie_and_counts_from_the_generated_records():
             records += [Record.from_event(e) for e in eventschema.validate_lines(lines, source=str(path))]
     records.sort(key=lambda r: r.ts)
     check_seed000(compute_ledger(records))
+
+
+@pytest.mark.parametrize("folder, name", [("internlm_20b", "train_20B.log"),
+                                          ("nanochat_2gpu", "train_dual_gpu_20251025_153513.log")])
+def test_the_other_sample_logs_are_what_their_generators_write(tmp_path, folder, name):
+    generator = ROOT / "sample_logs" / folder / "generate.py"
+    subprocess.run([sys.executable, str(generator), str(tmp_path)], check=True, capture_output=True)
+    assert (tmp_path / name).read_bytes() == (ROOT / "sample_logs" / folder / "logs" / name).read_bytes()
