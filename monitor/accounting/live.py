@@ -83,7 +83,8 @@ class GapStats:
 
 
 class LiveLedger:
-    """Feed records with `add`; ask `snapshot(now)` for the ledger at any moment."""
+    """One run followed live: feed its records with `add` (in ts order), ask `snapshot(now)`
+    for the ledger at any moment. Keep one per run."""
 
     def __init__(self, policy: Policy | None = None) -> None:
         self.base_policy = policy or Policy()
@@ -111,7 +112,7 @@ class LiveLedger:
     def _outcome(self, attempt: Attempt, stop: float, policy: Policy, final: bool, now: float) -> Outcome:
         if final:
             return classify_attempt(attempt, step_view(attempt, policy), stop, policy, final=True, now=now)
-        key = (attempt.last_ts, attempt.end, len(attempt.step_ts), stop)
+        key = (attempt.last_ts, attempt.end, len(attempt.step_ts), stop, policy)
         cached = self._closed.get(attempt.index)
         if cached is None or cached[0] != key:
             cached = (key, classify_attempt(attempt, step_view(attempt, policy), stop, policy,
