@@ -11,7 +11,6 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-import eventschema
 from monitor.cli import register
 from monitor.records import Record
 from monitor.store import insert_records, open_store
@@ -25,9 +24,9 @@ def store(tmp_path_factory) -> str:
     path = str(tmp_path_factory.mktemp("ledger") / "seed000.db")
     engine = open_store(path)
     with engine.begin() as conn:
-        for n, log in enumerate(sorted(SEED.glob("*.jsonl"))):
-            with log.open() as lines:
-                insert_records(conn, [Record.from_event(e) for e in eventschema.validate_lines(lines, source=str(log))])
+        for log in sorted(SEED.glob("*.jsonl")):
+            with log.open() as lines:  # validated against the schema in test_accounting_seed000.py
+                insert_records(conn, [Record.from_event(json.loads(line)) for line in lines])
     engine.dispose()
     return path
 
