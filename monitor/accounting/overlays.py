@@ -28,13 +28,14 @@ class Wasted:
 def wasted_progress(attempts: list[Attempt], timeline: Timeline) -> list[Wasted]:
     """For each attempt, the suffix of its steps that a later resume went back over."""
     resumed_below: dict[int, int] = {}
-    for j, later in enumerate(attempts):
-        s0 = later.resumed_from
-        if s0 is None:
-            continue
-        for i in range(j):
-            if attempts[i].steps and attempts[i].steps[-1] > s0:
-                resumed_below[i] = min(resumed_below.get(i, s0), s0)
+    lowest_later: int | None = None  # the lowest step any later attempt resumed from
+    for i in range(len(attempts) - 1, -1, -1):
+        attempt = attempts[i]
+        if lowest_later is not None and attempt.steps and attempt.steps[-1] > lowest_later:
+            resumed_below[i] = lowest_later
+        s0 = attempt.resumed_from
+        if s0 is not None and (lowest_later is None or s0 < lowest_later):
+            lowest_later = s0
     stalled: dict[int, list[tuple[float, float]]] = {}
     for s in timeline.segments:
         if s.state == "stalled" and s.attempt in resumed_below:
