@@ -51,3 +51,30 @@ def test_the_other_sample_logs_are_what_their_generators_write(tmp_path, folder,
     generator = ROOT / "sample_logs" / folder / "generate.py"
     subprocess.run([sys.executable, str(generator), str(tmp_path)], check=True, capture_output=True)
     assert (tmp_path / name).read_bytes() == (ROOT / "sample_logs" / folder / "logs" / name).read_bytes()
+
+
+def test_seed000_followed_live_through_the_night_the_switch_tripped():
+    from datetime import datetime, timedelta, timezone
+
+    from monitor.accounting import LiveLedger
+
+    def local(text: str) -> float:
+        return datetime.fromisoformat(text).replace(tzinfo=timezone(timedelta(hours=8))).timestamp()
+
+    records = []
+    for path in sorted((SEED / "logs").glob("launch-0[12].jsonl")):
+        records += [Record.from_event(json.loads(line)) for line in path.read_text().splitlines()]
+    records.sort(key=lambda r: r.ts)
+    live = LiveLedger()
+    seen = {}
+    fed = 0
+    for moment in ("2024-05-20 03:00", "2024-05-20 03:20", "2024-05-20 03:30", "2024-05-20 04:00",
+                   "2024-05-20 12:00", "2024-05-20 21:20"):
+        now = local(moment)
+        while fed < len(records) and records[fed].ts <= now:
+            live.add(records[fed])
+            fed += 1
+        seen[moment[-5:]] = live.snapshot(now).current_state
+    # last step 03:05:31; threshold 10 x 120 s; NCCL timeout record 03:35:31; relaunch 21:08
+    assert seen == {"03:00": "training", "03:20": "training", "03:30": "stalled", "04:00": "off_hours",
+                    "12:00": "fault", "21:20": "startup"}
