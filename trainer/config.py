@@ -236,6 +236,9 @@ def check_data_path(cfg: Config) -> Path:
         why = "does not exist" if not path.exists() else "has no meta.json (run `trainledger prepare` first)"
         raise ConfigError(f"data.path: {path} {why}")
     meta = json.loads((path / "meta.json").read_text())
+    vocab = meta["tokenizer"]["vocab_size"]
+    if cfg.model.vocab_size < vocab:
+        raise ConfigError(f"model.vocab_size: {cfg.model.vocab_size} is smaller than the data's tokenizer ({vocab})")
     parse_batches(cfg.data.batch, meta["batches"])
     if cfg.data.slice.strip():
         parse_batches(cfg.data.slice, meta["slices"], where="data.slice")

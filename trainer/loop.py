@@ -108,9 +108,6 @@ def build_state(cfg: Config, env: distributed.DistEnv, data: DataSet, global_bat
 def start(cfg: Config, env: distributed.DistEnv) -> tuple[Run, TrainState]:
     out_dir = Path(cfg.train.out_dir)
     data = load(cfg.data)
-    vocab = data.meta["tokenizer"]["vocab_size"]
-    if cfg.model.vocab_size < vocab:
-        raise ConfigError(f"model.vocab_size: {cfg.model.vocab_size} is smaller than the data's tokenizer ({vocab})")
     global_batch = cfg.data.micro_bsz * cfg.data.micro_num * env.world_size
     if data.train.num_samples < global_batch:
         raise ConfigError(f"data.path: {cfg.data.path} batch {data.batch_label} holds {data.train.num_samples} "

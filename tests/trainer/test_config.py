@@ -87,3 +87,8 @@ def test_digest_ignores_where_the_run_is_written_but_not_what_is_trained():
 @pytest.mark.parametrize("preset, low, high", [("tiny", 0.05e6, 0.5e6), ("10m", 8e6, 12e6), ("20b", 19e9, 21e9)])
 def test_presets_have_the_sizes_their_names_promise(preset, low, high):
     assert low <= count_params(load_config(preset).model)[0] <= high
+
+
+def test_vocab_smaller_than_the_tokenizer(sample_data):
+    _assert_one_line_error(_cli("--config", "tiny", f"data.path={sample_data}", "model.vocab_size=100"),
+                           "model.vocab_size", "257")

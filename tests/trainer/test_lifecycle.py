@@ -1,8 +1,10 @@
-"""Lifecycle records from real processes: stop on SIGTERM, fault on an exception, run ids."""
+"""Lifecycle records from real processes: stop on SIGTERM, fault on an exception, finish, run ids."""
 
 import signal
 import subprocess
+import sys
 
+import numpy as np
 import pytest
 
 import eventschema
@@ -72,3 +74,17 @@ def test_run_id_is_stable_across_launches_and_attempt_is_new(sample_data, tmp_pa
     assert len(launches) == 2
     assert launches[0]["run"] == launches[1]["run"] == (out / "run_id").read_text().strip()
     assert launches[0]["attempt"] != launches[1]["attempt"]
+
+
+def test_finish_when_the_data_batch_is_exhausted(tmp_path):
+    small = tmp_path / "small"
+    subprocess.run([sys.executable, "-m", "trainer", "prepare", str(REPO / "sample_data"), "--out", str(small),
+                    "--sample", "40", "--seed", "1"], check=True, env=env(), cwd=REPO, capture_output=True)
+    out = tmp_path / "run"
+    proc = run_train(small, out, "data.total_steps=100000", "data.valid_every=0", "train.print_every=0")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    records = read_events(out / "events.jsonl")
+    steps = [r for r in records if r["kind"] == "step"]
+    samples = (sum(np.fromfile(p, dtype=np.uint16).size for p in (small / "batch_0" / "slice_0").glob("*.bin")) - 1) // 64
+    assert len(steps) == samples // 8  # micro_bsz × micro_num samples per step, one process
+    assert records[-1] == records[-1] | {"kind": "finish", "reason": "data_exhausted", "step": len(steps)}
