@@ -188,7 +188,8 @@ class HFTrainerStateParser(Parser):
     MAX_DOCUMENT_CHARS = 64 << 20
 
     def __init__(self, *, run: str, attempt_prefix: str, host: str = "",
-                 clock: Callable[[], float] | None = None, **_: Any) -> None:
+                 clock: Callable[[], float] | None = None) -> None:
+        """`clock` dates the records (the document has no times): default, now."""
         super().__init__(run=run, attempt_prefix=attempt_prefix, host=host)
         self.clock = clock or time.time
         self.state: dict[str, Any] = self._fresh()

@@ -30,6 +30,8 @@ _BOUND_RE = re.compile(r"process rank (\d+) is bound to host:(\S+) device: (\d+)
 _DIST_RE = re.compile(r"data parallel size: (\d+), pipeline parallel size: (\d+), tensor parallel size: (\d+)")
 _BODY_RE = re.compile(r"(?:^|\s)(?:tflops|step)=")
 _DICT_RE = re.compile(r"\{[^{}]*\}")
+_PER_SOURCE = ("acc/", "tokens/", "loss/")
+_SOURCE_TOKENS_RE = re.compile(r" tokens/([^\s=]+)=(\S+)")
 _DICT_ITEM_RE = re.compile(r"'([^']*)':\s*([^,}]+)")
 _FLOATS = ("tflops", "tgs", "lr", "loss_scale", "fwd_bwd_time", "acc", "perplexity")
 _INTS = ("num_consumed_tokens", "inf_nan_skip_batches", "num_samples_in_batch", "largest_length")
@@ -75,35 +77,59 @@ class InternLMParser(TextParser):
 
     def _step(self, body: str, rank: int) -> list[Record]:
         body = body.replace("tgs (tokens/gpu/second)=", "tgs=")
-        body = _DICT_RE.sub(lambda m: m.group(0).replace(" ", ""), body)
-        fields: dict = {}
-        sources: dict[str, dict] = {}
-        step = None
-        for token in body.split():
-            key, sep, value = token.partition("=")
-            if not sep:
-                continue
-            if key == "step":
-                step = to_int(value)
-            elif key == "loss":
-                fields.update(loss_field(value))
-            elif key in _FLOATS:
-                fields[key] = to_float(value)
-            elif key in _INTS:
-                fields[key] = to_int(value)
-            elif key == "grad_norm":
-                fields.update(_grad_norm(value))
-            elif key.startswith(("acc/", "tokens/", "loss/")):
-                figure, source = key.split("/", 1)
-                sources.setdefault(source, {})[figure] = to_int(value) if figure == "tokens" else to_float(value)
-            else:
-                name = key.split("/", 1)[1] if key.startswith("tgs/") else key
-                fields[name] = _number_or_text(value)
+        if "{" in body:
+            body = _DICT_RE.sub(lambda m: m.group(0).replace(" ", ""), body)
+        values = {}
+        for token in body.split():  # per-source figures are most tokens: skipped here, read below
+            if not token.startswith(_PER_SOURCE):
+                key, _, raw = token.partition("=")
+                values[key] = raw
+        step = to_int(values.pop("step")) if "step" in values else None
         if step is None:
             return []
-        fields["per_source"] = {name: figures for name, figures in sources.items() if figures.get("tokens") != 0}
+        fields: dict = {}
+        if "loss" in values:
+            fields.update(loss_field(values.pop("loss")))
+        for key in _FLOATS:
+            if key in values:
+                fields[key] = to_float(values.pop(key))
+        for key in _INTS:
+            if key in values:
+                fields[key] = to_int(values.pop(key))
+        if "grad_norm" in values:
+            fields.update(_grad_norm(values.pop("grad_norm")))
+        for key, raw in values.items():
+            fields[key[4:] if key.startswith("tgs/") else key] = _number_or_text(raw)
+        fields["per_source"] = _per_source(body)
         host = (self.s["fmt"].get("hosts_by_rank") or {}).get(str(rank))
         return self.step_record(step, self.at(metric=True), rank, host=host, **fields)
+
+
+def _per_source(body: str) -> dict[str, dict]:
+    """{source: {tokens, acc, loss}} for the sources that had tokens in this step. A few are
+    looked up by string search; many (a hostile line) by one pass over all tokens."""
+    sources = [(name, tokens) for name, tokens in _SOURCE_TOKENS_RE.findall(body) if tokens.strip("0.")]
+    if len(sources) > 8:
+        raw = dict(token.partition("=")[::2] for token in body.split() if token.startswith(("acc/", "loss/")))
+        find = lambda figure, name: raw.get(f"{figure}/{name}")  # noqa: E731
+    else:
+        find = lambda figure, name: _value_of(body, f" {figure}/{name}=")  # noqa: E731
+    per_source = {}
+    for name, tokens in sources:
+        figures: dict = {"tokens": to_int(tokens)}
+        for figure in ("acc", "loss"):
+            if (value := find(figure, name)) is not None:
+                figures[figure] = to_float(value)
+        per_source[name] = figures
+    return per_source
+
+
+def _value_of(body: str, key: str) -> str | None:
+    if (at := body.find(key)) < 0:
+        return None
+    start = at + len(key)
+    end = body.find(" ", start)
+    return body[start:end if end >= 0 else None]
 
 
 def _grad_norm(value: str) -> dict:

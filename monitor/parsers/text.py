@@ -33,6 +33,7 @@ MAX_LINE_CHARS = 1 << 20
 """A longer line is refused (BadLine) before any regular expression sees it."""
 
 _ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]|(?<![\w\]])\[(?:\d{1,3};)*\d{1,3}m")
+_ANSI_HINT_RE = re.compile(r"\[\d{1,3}[;m]")
 _RANK_PREFIX_RE = re.compile(r"\[(?:rank|default)(\d{1,6})\]:")
 _ISO_TS_RE = re.compile(
     r"(?<!\d)(\d{4})-(\d\d)-(\d\d)[T _](\d\d):(\d\d):(\d\d)(?:[.,](\d{1,9}))?(Z|[+-]\d\d:?\d\d)?(?!\d)")
@@ -49,7 +50,7 @@ def clean(line: str) -> str:
     """The line without CR, trailing whitespace and ANSI colour codes."""
     if "\r" in line:
         line = line.replace("\r", "")
-    if "\x1b" in line or "m" in line and "[" in line:
+    if "\x1b" in line or _ANSI_HINT_RE.search(line):
         line = _ANSI_RE.sub("", line)
     return line.rstrip()
 
@@ -65,16 +66,19 @@ def split_rank(line: str) -> tuple[int | None, str]:
 
 def to_float(text: Any) -> float | None:
     """A number that may arrive as a string with thousands separators; NaN/inf → None."""
-    if isinstance(text, bool):
-        raise BadLine(f"not a number: {text!r}")
-    if isinstance(text, (int, float)):
+    if isinstance(text, str):
+        try:
+            value = float(text)
+        except ValueError:
+            try:
+                value = float(text.replace(",", ""))
+            except ValueError:
+                raise BadLine(f"not a number: {text[:40]!r}") from None
+    elif isinstance(text, (int, float)) and not isinstance(text, bool):
         value = float(text)
     else:
-        try:
-            value = float(str(text).strip().replace(",", "").replace("_", ""))
-        except ValueError:
-            raise BadLine(f"not a number: {str(text)[:40]!r}") from None
-    return value if value == value and abs(value) != float("inf") else None
+        raise BadLine(f"not a number: {str(text)[:40]!r}")
+    return value if value - value == 0.0 else None
 
 
 def loss_field(text: str, name: str = "loss") -> dict[str, Any]:

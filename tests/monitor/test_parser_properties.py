@@ -1,0 +1,108 @@
+"""Properties every parser keeps, on any input: nothing but BadLine ever escapes, every record is
+JSON-serialisable, and a parser restored from its state mid-stream continues exactly as if it
+had never been interrupted (the intake commits that state with the file offset)."""
+
+import inspect
+from datetime import timezone
+from pathlib import Path
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from eventschema import KINDS
+from monitor.parsers import BadLine, registry, sniff
+from monitor.records import Record
+
+LOGS = Path(__file__).parents[1] / "fixtures" / "logs"
+PARSERS = registry()
+REAL_LINES = sorted({line for path in sorted(LOGS.rglob("*")) if path.is_file() and path.name != "README.md"
+                     for line in path.read_bytes().decode().split("\n")})
+TRICKY = ["Traceback (most recent call last):", '  File "x.py", line 1, in <module>', "KeyboardInterrupt",
+          "torch.distributed.elastic.multiprocessing.errors.ChildFailedError: ", "=" * 40, "[rank3]:Traceback (most recent",
+          "{'loss': ", "{'loss': 1e999, 'epoch': 'x'}", "{'eval_loss': nan}", "iter 5: loss x, time yms", "step: 1  loss: ",
+          "}", "{", '{"v":1,"kind":"step"', "tokens per iteration will be: ,", "process rank 99999999999 is bound to host:h device: 1",
+          "  seq_length ...................................... -1", "------------------------ arguments ------------------------",
+          "step 00001/00000 (nan%) | loss: inf | dt: ms | tok/sec: , | mfu: %", "Building 1-D device mesh with [''], [0]",
+          "Tokens / micro-batch / rank: 0 x 0 = 0", "Tokens / micro-batch: 0", "\x1b[31m\x1b[", "[E1399 99:99:99.9 x]"]
+
+
+def lines_strategy():
+    real = st.sampled_from(REAL_LINES)
+    truncated = st.tuples(real, st.integers(0, 400)).map(lambda t: t[0][: t[1]])
+    garbage = st.one_of(st.text(max_size=200), st.binary(max_size=200).map(lambda b: b.decode("utf-8", "replace")))
+    return st.lists(st.one_of(real, real, truncated, garbage, st.sampled_from(TRICKY)), max_size=40)
+
+
+def make(parser_class):
+    """A parser with a fixed clock and zone where it takes them (records must not depend on
+    when the test runs)."""
+    options = {"clock": lambda: 1_700_000_000.0, "tz": timezone.utc}
+    accepted = inspect.signature(parser_class).parameters
+    return parser_class(run="out/run", attempt_prefix="file", host="h",
+                        **{k: v for k, v in options.items() if k in accepted})
+
+
+def run(parser, lines):
+    """(records, bad line numbers), asserting that only BadLine escapes."""
+    records, bad = [], []
+    for number, line in enumerate(lines):
+        try:
+            records += parser.feed(line)
+        except BadLine:
+            bad.append(number)
+    return records, bad
+
+
+SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@SETTINGS
+@given(parser_class=st.sampled_from(PARSERS), lines=lines_strategy())
+def test_any_input_gives_records_or_badline_never_a_crash(parser_class, lines):
+    parser = make(parser_class)
+    records, _ = run(parser, lines)
+    records += parser.flush()
+    for record in records:
+        assert isinstance(record, Record) and record.kind in KINDS
+        orjson.dumps(record.to_event())  # what the store will write must serialise
+    orjson.dumps(parser.get_state())
+
+
+@SETTINGS
+@given(parser_class=st.sampled_from(PARSERS), lines=lines_strategy(), cuts=st.lists(st.integers(0, 40), max_size=3))
+def test_restored_state_continues_exactly(parser_class, lines, cuts):
+    whole = make(parser_class)
+    expected, expected_bad = run(whole, lines)
+    expected += whole.flush()
+
+    parser, got, got_bad, start = make(parser_class), [], [], 0
+    for cut in sorted({min(c, len(lines)) for c in cuts}) + [len(lines)]:
+        records, bad = run(parser, lines[start:cut])
+        got += records
+        got_bad += [start + b for b in bad]
+        start = cut
+        state = orjson.loads(orjson.dumps(parser.get_state()))  # as committed to the store
+        parser = make(parser_class)
+        parser.set_state(state)
+    got += parser.flush()
+    assert got == expected and got_bad == expected_bad
+
+
+@SETTINGS
+@given(head=lines_strategy())
+def test_sniff_never_fails(head):
+    for parser_class in PARSERS:
+        assert 0.0 <= parser_class.sniff(head) <= 1.0
+    assert sniff(head) in (None, *PARSERS)
+
+
+def test_ten_megabyte_line_is_a_bad_line_for_every_parser():
+    line = "x" * 10_000_000
+    for parser_class in PARSERS:
+        parser = make(parser_class)
+        try:
+            parser.feed(line)
+        except BadLine:
+            continue
+        assert parser_class.name == "hf_trainer_state"  # collects a document; still bounded below
