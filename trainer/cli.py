@@ -17,18 +17,36 @@ def _fail(message: str) -> None:
 def train(
     config: str = typer.Option(..., "--config", "-c", help="TOML file, or a preset name: tiny, 10m, 20b"),
     overrides: Optional[List[str]] = typer.Argument(None, help="group.key=value, e.g. data.total_steps=20"),
+    plan: bool = typer.Option(False, "--plan", help="print size, FLOPs and memory arithmetic instead of training"),
+    world_size: int = typer.Option(1, "--world-size", help="devices assumed by --plan"),
 ) -> None:
     """Train the GPT described by a config; under torchrun every process runs this."""
     from trainer.config import ConfigError, check_data_path, load_config
 
     try:
         cfg = load_config(config, overrides or [])
+        if plan:
+            _print_plan(cfg, world_size)
+            return
         check_data_path(cfg)
         from trainer.loop import train as run_training  # imports torch: after the cheap checks
 
         run_training(cfg)
     except ConfigError as exc:
         _fail(str(exc))
+
+
+def _print_plan(cfg, world_size: int) -> None:
+    from trainer.model import MODEL_STATE_BYTES_PER_PARAM, arithmetic
+
+    a = arithmetic(cfg.model, cfg.data.seq_len, cfg.tokens_per_rank_step)
+    typer.echo(f"parameters            {a['params']:,} ({a['params'] / 1e9:.3f} B)")
+    typer.echo(f"FLOPs per token       {a['flops_per_token']:.4g} (6·N + 12·L·d·T, see docs/events.md)")
+    typer.echo(f"tokens per step       {cfg.tokens_per_rank_step:,} per device, "
+               f"{cfg.tokens_per_rank_step * world_size:,} over {world_size} device(s)")
+    typer.echo(f"FLOPs per step        {a['flops_per_device_step']:.4g} per device")
+    typer.echo(f"model states          {a['model_state_bytes'] / 2**30:.2f} GiB per device under DDP "
+               f"({MODEL_STATE_BYTES_PER_PARAM} bytes/parameter: fp32 weights, grads, AdamW moments)")
 
 
 def prepare(

@@ -137,7 +137,7 @@ def record_launch(run: Run, state: TrainState) -> None:
 def train_step(run: Run, state: TrainState, stop: StopSignals) -> dict:
     """One optimizer step over micro_num micro-batches; returns the step record's fields."""
     cfg, env = run.cfg, run.env
-    if state.step + 1 == cfg.debug.fail_at_step:
+    if state.step + 1 == cfg.debug.fail_at_step and cfg.debug.fail_rank in (-1, env.rank):
         raise RuntimeError(f"injected failure at step {state.step + 1} (debug.fail_at_step)")
     t0 = time.perf_counter()
     ids = state.sampler.take(run.global_batch, env.rank, env.world_size)

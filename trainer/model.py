@@ -63,6 +63,21 @@ def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
     return 6.0 * n + 12.0 * cfg.num_layers * cfg.hidden_size * seq_len
 
 
+MODEL_STATE_BYTES_PER_PARAM = 16  # fp32 weights 4 + fp32 grads 4 + AdamW moments 8 (DDP: on every device)
+
+
+def arithmetic(cfg: ModelConfig, seq_len: int, tokens_per_device_step: int) -> dict[str, float]:
+    """Size, FLOPs and model-state memory of one configuration, without building it."""
+    total, _ = count_params(cfg)
+    per_token = flops_per_token(cfg, seq_len)
+    return {
+        "params": total,
+        "flops_per_token": per_token,
+        "flops_per_device_step": per_token * tokens_per_device_step,
+        "model_state_bytes": total * MODEL_STATE_BYTES_PER_PARAM,
+    }
+
+
 def cpu_peak_flops(threads: int | None = None) -> float:
     """Rough fp32 peak of the cores this process uses: threads × GHz × FLOPs per cycle.
 

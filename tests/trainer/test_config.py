@@ -92,3 +92,12 @@ def test_presets_have_the_sizes_their_names_promise(preset, low, high):
 def test_vocab_smaller_than_the_tokenizer(sample_data):
     _assert_one_line_error(_cli("--config", "tiny", f"data.path={sample_data}", "model.vocab_size=100"),
                            "model.vocab_size", "257")
+
+
+def test_plan_prints_the_20b_arithmetic_without_data_or_training():
+    proc = _cli("--config", "20b", "--plan", "--world-size", "16")
+    assert proc.returncode == 0, proc.stderr
+    cfg = load_config("20b")
+    tokens = cfg.data.micro_bsz * cfg.data.micro_num * cfg.data.seq_len
+    assert f"{count_params(cfg.model)[0]:,}" in proc.stdout
+    assert f"{tokens:,} per device, {16 * tokens:,} over 16 device(s)" in proc.stdout

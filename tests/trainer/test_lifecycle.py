@@ -88,3 +88,15 @@ def test_finish_when_the_data_batch_is_exhausted(tmp_path):
     samples = (sum(np.fromfile(p, dtype=np.uint16).size for p in (small / "batch_0" / "slice_0").glob("*.bin")) - 1) // 64
     assert len(steps) == samples // 8  # micro_bsz × micro_num samples per step, one process
     assert records[-1] == records[-1] | {"kind": "finish", "reason": "data_exhausted", "step": len(steps)}
+
+
+def test_fault_on_another_rank_goes_to_that_ranks_event_file(sample_data, tmp_path):
+    out = tmp_path / "run"
+    proc = run_train(sample_data, out, "debug.fail_at_step=3", "debug.fail_rank=1", nproc=2)
+    assert proc.returncode != 0
+    rank1 = eventschema.validate_lines((out / "events.rank1.jsonl").read_text().splitlines())
+    assert [(r["kind"], r["rank"], r["step"]) for r in rank1] == [("fault", 1, 2)]
+    assert "injected failure" in rank1[0]["message"]
+    rank0 = read_events(out / "events.jsonl")
+    assert [r["step"] for r in rank0 if r["kind"] == "step"] == [1, 2]
+    assert not any(r["kind"] in ("finish", "stop") for r in rank0)
