@@ -23,10 +23,11 @@ from torch.nn.parallel import DistributedDataParallel
 
 from trainer import distributed, metrics
 from trainer.config import Config, ConfigError
-from trainer.data import DataSet, GlobalSampler, load
+from trainer.data import IGNORE, DataSet, GlobalSampler, load
 from trainer.events import Recorder, new_attempt_id, run_id_for
 from trainer.model import GPT, count_params, device_name, flops_per_token, peak_flops
 from trainer.optim import LossScaler, build_lr_scheduler, build_optimizer
+from trainer.prepare import EOS
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -144,12 +145,13 @@ def train_step(run: Run, state: TrainState, stop: StopSignals) -> dict:
     if cfg.debug.record_sample_ids:
         _record_sample_ids(run, state.step + 1, ids)
     micro = [run.data.train.batch(ids[i:i + cfg.data.micro_bsz]) for i in range(0, len(ids), cfg.data.micro_bsz)]
-    n_targets = max(1, sum(int((b.targets != -100).sum()) for b in micro))
+    n_targets = max(1, sum(int((b.targets != IGNORE).sum()) for b in micro))
     sums = metrics.new_sums(len(run.data.sources), env.device)
     sums[1] = sum(b.num_documents for b in micro)
     sums[2] = max(b.largest_length for b in micro)
     state.model.train()
     autocast = torch.autocast(env.device.type, dtype=DTYPES[cfg.model.dtype], enabled=cfg.model.dtype != "fp32")
+    t_fwd_bwd = time.perf_counter()
     for i, batch in enumerate(micro):
         sync = nullcontext() if i == len(micro) - 1 or not env.distributed else state.model.no_sync()
         inputs, targets = batch.inputs.to(env.device), batch.targets.to(env.device)
@@ -160,7 +162,7 @@ def train_step(run: Run, state: TrainState, stop: StopSignals) -> dict:
             token_loss = metrics.token_losses(logits, targets)
             state.grad_scaler.scale(token_loss.sum() / n_targets).backward()
         metrics.add_micro_batch(sums, token_loss.detach(), logits.detach(), targets, batch.sources.to(env.device))
-    fwd_bwd_time = time.perf_counter() - t0
+    fwd_bwd_time = time.perf_counter() - t_fwd_bwd
 
     state.grad_scaler.unscale_(state.optimizer)
     max_norm = cfg.train.clip_grad_norm if cfg.train.clip_grad_norm > 0 else math.inf
@@ -217,8 +219,8 @@ def evaluate(run: Run, state: TrainState) -> dict:
         with autocast:
             logits = state.raw_model(batch.inputs.to(env.device), segments)
         totals[0] += metrics.token_losses(logits, targets).double().sum()
-        totals[1] += (targets != -100).sum()
-        totals[2] += ((targets != -100) & (targets < 256)).sum()  # byte tokens; EOS carries no byte
+        totals[1] += (targets != IGNORE).sum()
+        totals[2] += ((targets != IGNORE) & (targets < EOS)).sum()  # byte tokens; EOS carries no byte
     loss_sum, tokens, n_bytes = distributed.all_reduce_sum(env, totals).tolist()
     return {"step": state.step, "val_loss": loss_sum / tokens if tokens else None,
             "val_bpb": loss_sum / math.log(2) / n_bytes if n_bytes else None}
