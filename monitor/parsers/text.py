@@ -99,28 +99,31 @@ def to_int(text: Any) -> int | None:
 def _epoch_seconds(date_time: tuple[int, ...], offset: str | None, tz: tzinfo | None) -> float:
     moment = datetime(*date_time)
     if offset:
-        if offset == "Z":
-            return moment.replace(tzinfo=timezone.utc).timestamp()
-        sign = -1 if offset[0] == "-" else 1
-        digits = offset[1:].replace(":", "")
-        delta = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
-        return (moment - sign * delta).replace(tzinfo=timezone.utc).timestamp()
+        return moment.replace(tzinfo=timezone(timedelta(seconds=_offset_seconds(offset)))).timestamp()
     return moment.replace(tzinfo=tz).timestamp() if tz is not None else moment.timestamp()
 
 
 def find_timestamp(line: str, tz: tzinfo | None, year_hint: float | None) -> float | None:
-    """UTC seconds of the timestamp near the start of the line, or None. `year_hint` (the
-    file's last known time) supplies the year of year-less glog stamps; without it they are
-    not trusted."""
+    """UTC seconds of the timestamp near the start of the line, or None."""
+    found = read_timestamp(line, tz, year_hint)
+    return None if found is None else found[0]
+
+
+def read_timestamp(line: str, tz: tzinfo | None, year_hint: float | None) -> tuple[float, int | None] | None:
+    """(UTC seconds, the stamp's own UTC offset in seconds or None when naive) of the timestamp
+    near the start of the line. Naive stamps are read in `tz` (None: this host's zone).
+    `year_hint` (the file's last known time) supplies the year of year-less glog stamps;
+    without it they are not trusted."""
     head = line[:_TS_SEARCH_CHARS]
     try:
         if match := _ISO_TS_RE.search(head):
             y, mo, d, h, mi, s, frac, offset = match.groups()
             base = _epoch_seconds((int(y), int(mo), int(d), int(h), int(mi), int(s)), offset, tz)
-            return base + (int(frac) / 10 ** len(frac) if frac else 0.0)
+            seconds = base + (int(frac) / 10 ** len(frac) if frac else 0.0)
+            return seconds, _offset_seconds(offset) if offset else None
         if match := _US_TS_RE.search(head):
             mo, d, y, h, mi, s = map(int, match.groups())
-            return _epoch_seconds((y, mo, d, h, mi, s), None, tz)
+            return _epoch_seconds((y, mo, d, h, mi, s), None, tz), None
         if year_hint is not None and (match := _GLOG_TS_RE.search(head)):
             # glog's `E0321 02:07:08.40` has no year: take the file's, rolling over at new year
             mo, d, h, mi, s, frac = match.groups()
@@ -129,10 +132,22 @@ def find_timestamp(line: str, tz: tzinfo | None, year_hint: float | None) -> flo
             base = _epoch_seconds((year, *moment), None, tz)
             if base < year_hint - 300 * 86400:
                 base = _epoch_seconds((year + 1, *moment), None, tz)
-            return base + int(frac) / 10 ** len(frac)
+            return base + int(frac) / 10 ** len(frac), None
     except (ValueError, OverflowError, OSError):
         return None
     return None
+
+
+def _offset_seconds(offset: str) -> int:
+    if offset == "Z":
+        return 0
+    digits = offset[1:].replace(":", "")
+    seconds = int(digits[:2]) * 3600 + int(digits[2:]) * 60
+    return -seconds if offset[0] == "-" else seconds
+
+
+def _local_offset(ts: float) -> float:
+    return datetime.fromtimestamp(ts).astimezone().utcoffset().total_seconds()
 
 
 class TextParser(Parser):
@@ -149,12 +164,13 @@ class TextParser(Parser):
         self.tz = tz
         self.s: dict[str, Any] = self.initial_state()
         self.line_time: float | None = None
+        self.line_naive_local = False
 
     # -- state -------------------------------------------------------------------------
     def initial_state(self) -> dict[str, Any]:
         return {"attempt": 1, "started": False, "last_step": None, "last_ts": None,
                 "run_id": None, "pending_launch": None, "tracebacks": {}, "ended": [],
-                "world_size": None, "fmt": {}}
+                "world_size": None, "utc_offset": None, "fmt": {}}
 
     def get_state(self) -> dict[str, Any]:
         return orjson.loads(orjson.dumps(self.s))
@@ -198,13 +214,24 @@ class TextParser(Parser):
 
     # -- building records --------------------------------------------------------------
     def line_ts(self, line: str) -> float | None:
-        """The line's own time; the first one after a launch line without one dates it."""
-        ts = find_timestamp(line, self.tz, self.s["last_ts"])
-        if ts is not None:
-            self.s["last_ts"] = ts
-            launch = self.s["pending_launch"]
-            if launch is not None and not launch["dated"]:
-                launch.update(ts=ts, dated=True)
+        """The line's own time; the first one after a launch line without one dates it.
+        Without a `tz`, naive stamps take the zone of the first stamp in the file that names
+        its offset (InternLM mixes both), until then this host's zone."""
+        learned = self.s["utc_offset"]
+        zone = self.tz or (timezone(timedelta(seconds=learned)) if learned is not None else None)
+        found = read_timestamp(line, zone, self.s["last_ts"])
+        self.line_naive_local = found is not None and found[1] is None and zone is None
+        if found is None:
+            return None
+        ts, offset = found
+        self.s["last_ts"] = ts
+        launch = self.s["pending_launch"]
+        if offset is not None and zone is None:
+            self.s["utc_offset"] = offset
+            if launch is not None and launch["local_naive"]:  # dated before the zone was known
+                launch.update(ts=launch["ts"] + _local_offset(launch["ts"]) - offset, local_naive=False)
+        if launch is not None and not launch["dated"]:
+            launch.update(ts=ts, dated=True, local_naive=self.line_naive_local)
         return ts
 
     def at(self, *, metric: bool) -> float:
@@ -286,7 +313,7 @@ class TextParser(Parser):
         self.s["world_size"] = None
         launch = dict.fromkeys(LAUNCH_FIELDS)
         launch.update(format=self.name, ts=self.at(metric=True), dated=self.line_time is not None,
-                      rank=rank)
+                      local_naive=self.line_time is not None and self.line_naive_local, rank=rank)
         launch.update(fields)
         self.s["pending_launch"] = launch
         return out
@@ -304,7 +331,7 @@ class TextParser(Parser):
             return []
         self.s["pending_launch"] = None
         ts, rank = launch.pop("ts"), launch.pop("rank")
-        del launch["dated"]
+        del launch["dated"], launch["local_naive"]
         if launch.get("hosts") and not launch.get("nodes"):
             launch["nodes"] = len(launch["hosts"])
         return self.record("launch", ts, rank=rank, **launch)

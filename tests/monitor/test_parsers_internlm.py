@@ -71,3 +71,20 @@ def test_nan_total_loss_is_flagged():
 
 def test_sniff():
     assert sniff(LOG.read_text().splitlines()[:10]) is InternLMParser
+
+
+def test_naive_launch_times_take_the_zone_the_step_lines_name(monkeypatch):
+    """Launch lines are naive, step lines say +08:00: without a configured zone the launch is
+    re-dated once the file's zone is known, whatever this host's zone is."""
+    import time
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        parser = InternLMParser(run="20b_train", attempt_prefix="seed002", clock=lambda: 0.0)
+        records, bad = parse_lines(parser, LOG.read_text().splitlines())
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert bad == [] and records[0].kind == "launch"
+    assert records[0].ts == pytest.approx(1699587920.248) and records[1].ts == pytest.approx(1699587976.409)

@@ -33,6 +33,16 @@ def test_every_fixture_line_becomes_the_same_record():
         assert eventschema.errors(record.to_event()) == []
 
 
+def test_our_trainers_real_output_parses_whole():
+    lines = (FIXTURE.parent / "trainer_tiny_2ranks.jsonl").read_text().splitlines()
+    records, bad = parse_lines(_parser(), lines)
+    assert bad == [] and len(records) == len(lines)
+    assert records[0].kind == "launch" and records[0].fields["world_size"] == 2
+    step = next(r for r in records if r.kind == "step")
+    assert step.step == 1 and step.fields["loss"] == orjson.loads(lines[1])["loss"]
+    assert set(step.fields["per_source"]) == {"code", "recipes", "stories"}
+
+
 @pytest.mark.parametrize("line, reason", [
     ('{"v":1,"kind":"step","run":"r","attempt":"a","ts":1.0,"host":"h","rank":0,"step":3,"lo', "not JSON"),
     ("[1, 2]", "not a JSON object"),
