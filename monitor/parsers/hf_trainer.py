@@ -58,10 +58,23 @@ _RENAMED = {"learning_rate": "lr", "num_input_tokens_seen": "num_consumed_tokens
             "num_tokens": "num_consumed_tokens", "mean_token_accuracy": "acc"}
 
 
+_ITEM_RE = re.compile(r"""\s*'((?:[^'\\]|\\.)*)'\s*:\s*('(?:[^'\\]|\\.)*'|[-+.\w]+)\s*(?:,|$)""")
+_WORDS = {"True": True, "False": False, "None": None}
+
+
 def logged_dict(text: str) -> dict[str, Any]:
-    """A dict printed by the Trainer (Python repr), read safely; BadLine when unreadable."""
+    """A dict printed by the Trainer (Python repr), read safely; BadLine when unreadable.
+    The usual flat `{'key': number or 'string'}` is read directly (also `nan`, which Python's
+    own literal parser refuses); anything else goes through `ast.literal_eval`."""
     if len(text) > _MAX_DICT_CHARS:
         raise BadLine(f"logged dict of {len(text):,} characters is too long")
+    body, position, values = text[1:-1], 0, {}
+    while position < len(body) and (match := _ITEM_RE.match(body, position)):
+        raw = match.group(2)
+        values[match.group(1)] = raw[1:-1] if raw[0] == "'" else _WORDS.get(raw, raw)
+        position = match.end()
+    if position >= len(body.rstrip()):
+        return values
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
@@ -72,16 +85,15 @@ def logged_dict(text: str) -> dict[str, Any]:
 
 
 def _figures(logs: dict[str, Any], skip: tuple[str, ...]) -> dict[str, Any]:
-    """Numbers (also ones printed as strings) under the schema's names where it has one."""
+    """Numbers (also ones printed as strings; nan/inf → null) under the schema's names where
+    it has one; values that are not numbers are left out."""
     out: dict[str, Any] = {}
     for key, value in logs.items():
         if key in skip or key == "step":
             continue
         try:
-            number = to_float(value) if isinstance(value, (int, float, str)) else None
+            number = to_float(value)
         except BadLine:
-            number = None
-        if number is None and not isinstance(value, (int, float)):
             continue
         name = _RENAMED.get(key, key)
         out[name] = int(number) if name == "num_consumed_tokens" and number is not None else number

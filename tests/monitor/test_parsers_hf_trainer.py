@@ -112,3 +112,10 @@ def test_sniff_tells_console_from_trainer_state():
     assert sniff((LOGS / "trainer_state.json").read_text().splitlines()[:30]) is HFTrainerStateParser
     assert sniff((LOGS / "videollama2_logged_dicts.log").read_text().splitlines()) is HFTrainerParser
     assert sniff((LOGS / "sagemaker_glue_2020.log").read_text().splitlines()) is HFTrainerParser
+
+
+def test_a_nan_loss_dict_is_read_not_refused():
+    """Python prints a NaN loss as bare `nan`, which ast.literal_eval refuses."""
+    (step,) = parse(None, ["{'loss': nan, 'grad_norm': inf, 'learning_rate': 2e-05, 'epoch': 0.02}"])
+    assert step.fields["loss"] is None and step.fields["loss_nonfinite"] is True
+    assert step.fields["grad_norm"] is None and step.fields["lr"] == 2e-05
