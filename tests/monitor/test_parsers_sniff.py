@@ -1,0 +1,48 @@
+"""Every real excerpt is recognised as its own format, by its first lines, and by nobody else."""
+
+from pathlib import Path
+
+import pytest
+
+from monitor.parsers import MIN_CONFIDENCE, by_name, registry, sniff
+
+LOGS = Path(__file__).parents[1] / "fixtures" / "logs"
+EXPECTED = {
+    "jsonl/events.jsonl": "jsonl",
+    "jsonl/trainer_tiny_2ranks.jsonl": "jsonl",
+    "internlm/seed002_20b_demo.log": "internlm",
+    "megatron/issue_epfLLM_11.log": "megatron",
+    "megatron/issue_756_mixtral.log": "megatron",
+    "megatron/mi300x_time_limit.log": "megatron",
+    "megatron/validation_and_resume.log": "megatron",
+    "hf_trainer/videollama2_logged_dicts.log": "hf_trainer",
+    "hf_trainer/transformers5_string_metrics.log": "hf_trainer",
+    "hf_trainer/sagemaker_glue_2020.log": "hf_trainer",
+    "hf_trainer/trainer_state.json": "hf_trainer_state",
+    "nanogpt/shakespeare_char.log": "nanogpt",
+    "nanogpt/gpt2_fp16_nan.log": "nanogpt",
+    "nanogpt/torchrun_8gpu_no_mfu.log": "nanogpt",
+    "nanochat/run1000_d32_8xh100.log": "nanochat",
+    "nanochat/d4_500_steps.log": "nanochat",
+    "nanochat/npu_sdpa.log": "nanochat",
+    "torchtitan/llama3_8b_h200.log": "torchtitan",
+    "torchtitan/moe_eight_ranks_unprefixed.log": "torchtitan",
+    "torchtitan/colour_codes_crlf.log": "torchtitan",
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_each_excerpt_is_recognised_as_its_format_only(name):
+    head = (LOGS / name).read_bytes().decode().split("\n")[:50]
+    assert sniff(head) is by_name(EXPECTED[name])
+    others = [p.name for p in registry() if p.name != EXPECTED[name] and p.sniff(head) >= MIN_CONFIDENCE]
+    assert others == []
+
+
+def test_every_format_has_a_real_excerpt():
+    assert {p.name for p in registry()} == set(EXPECTED.values())
+
+
+def test_logs_of_endings_alone_are_no_format():
+    for path in sorted((LOGS / "faults").iterdir()):
+        assert sniff(path.read_text().splitlines()) is None, path.name
