@@ -37,7 +37,7 @@ _HINT_RE = re.compile(r"Killed|atchdog|collective operation|out of memory|death 
 _KILLED_RE = re.compile(r"(?:\S.*?: line \d+:\s+\d+ )?Killed\b")
 _NCCL_RE = re.compile(r"Watchdog caught collective operation timeout|collective operation timeout")
 _OOM_RE = re.compile(r"CUDA out of memory|HIP out of memory")
-_DEATH_SIGNAL_RE = re.compile(r"Received (?:Signals\.)?(SIG[A-Z]+|\d+) death signal")
+_DEATH_SIGNAL_RE = re.compile(r"Received (?:Signals\.)?(SIG[A-Z]+|\d{1,3}) death signal")
 _SLURM_RE = re.compile(r"\*\*\* (?:JOB|STEP) \S+ ON \S+ CANCELLED AT \S+(?: DUE TO ([A-Z ]+?))? \*\*\*")
 _SLURM_OOM_RE = re.compile(r"Detected \d+ oom[_-]kill event")
 
@@ -115,7 +115,9 @@ def finish_traceback(parser: TextParser, key: str) -> list[Record]:
     host = child["host"] if child.get("host") else None
     rank = int(key)
     if child.get("rank", "").split(" ", 1)[0].isdigit():
-        rank = int(child["rank"].split(" ", 1)[0])
+        from monitor.parsers.text import to_count
+
+        rank = to_count(child["rank"].split(" ", 1)[0])
     if kind == "stop":
         return parser.end_record("stop", ts, cause, rank=rank, host=host, reason=cause,
                                  message=f"{exc_type}: {message}"[:1000])
@@ -124,7 +126,7 @@ def finish_traceback(parser: TextParser, key: str) -> list[Record]:
 
 
 def _signal_name(text: str) -> str | None:
-    match = re.search(r"(?:signal:? |Signal |exitcode\s*: -)(\d+)", text)
+    match = re.search(r"(?:signal:? |Signal |exitcode\s*: -)(\d{1,3})\b", text)
     return _SIGNALS.get(int(match.group(1)), f"signal {match.group(1)}") if match else None
 
 

@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 import orjson
 
 from monitor.parsers.base import BadLine, Parser
-from monitor.parsers.text import TextParser, head_matches, loss_field, to_float, to_int
+from monitor.parsers.text import TextParser, head_matches, loss_field, to_count, to_float, to_int
 from monitor.records import Record
 
 _BANNER_RE = re.compile(r"\*{5} Running training \*{5}")
@@ -91,12 +91,11 @@ def _figures(logs: dict[str, Any], skip: tuple[str, ...]) -> dict[str, Any]:
     for key, value in logs.items():
         if key in skip or key == "step":
             continue
+        name = _RENAMED.get(key, key)
         try:
-            number = to_float(value)
+            out[name] = to_int(value) if name == "num_consumed_tokens" else to_float(value)
         except BadLine:
             continue
-        name = _RENAMED.get(key, key)
-        out[name] = int(number) if name == "num_consumed_tokens" and number is not None else number
     return out
 
 
@@ -124,7 +123,7 @@ class HFTrainerParser(TextParser):
                     self._banner_facts()
                     return []
             if match := _CONTINUE_RE.search(line):
-                fmt["resume_step"] = int(match.group(1))
+                fmt["resume_step"] = to_count(match.group(1))
                 self.update_launch(resume_from=f"global step {match.group(1)}")
                 return []
         if _COMPLETED in line:
@@ -146,8 +145,8 @@ class HFTrainerParser(TextParser):
     def _progress(self, line: str) -> None:
         total_steps = self.s["fmt"].get("total_steps")
         for match in _BAR_RE.finditer(line):
-            if total_steps is None or int(match.group(3)) == total_steps:
-                self.s["fmt"]["bar_step"] = int(match.group(2))
+            if total_steps is None or to_count(match.group(3)) == total_steps:
+                self.s["fmt"]["bar_step"] = to_count(match.group(2))
 
     def _current_step(self) -> tuple[int, str | None]:
         fmt, last = self.s["fmt"], self.s["last_step"]

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import re
 
-from monitor.parsers.text import TextParser, head_matches, loss_field, to_float, to_int
+from monitor.parsers.text import TextParser, head_matches, loss_field, to_count, to_float, to_int
 from monitor.records import Record
 
 _BOUND_RE = re.compile(r"process rank (\d+) is bound to host:(\S+) device: (\d+)")
@@ -50,9 +50,9 @@ class InternLMParser(TextParser):
         if " step=" in line and " loss=" in line and (match := _BODY_RE.search(line)):
             return self._step(line[match.start():], rank)
         if "is bound to host:" in line and (match := _BOUND_RE.search(line)):
-            return self._bound(int(match.group(1)), match.group(2), rank)
+            return self._bound(to_count(match.group(1)), match.group(2), rank)
         if match := _DIST_RE.search(line):
-            dp, pp, tp = (int(g) for g in match.groups())
+            dp, pp, tp = (to_count(g) for g in match.groups())
             self.update_launch(world_size=dp * pp * tp)
             self.s["fmt"]["world_from_parallel"] = True
             return []

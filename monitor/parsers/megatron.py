@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 
-from monitor.parsers.text import TextParser, head_matches, loss_field, to_float, to_int
+from monitor.parsers.text import TextParser, head_matches, loss_field, to_count, to_float, to_int
 from monitor.records import Record
 
 _ITER_RE = re.compile(r"iteration\s+(\d+)/\s*(\d+) \|(.*)")
@@ -90,7 +90,7 @@ class MegatronParser(TextParser):
             return []
         if line.startswith("using world size:") and (match := _WORLD_RE.match(line)):
             out = self.open_launch(rank)
-            self.update_launch(world_size=int(match.group(1)))
+            self.update_launch(world_size=to_count(match.group(1)))
             return out
         if line.startswith("---") and " arguments " in line:
             fmt["in_args"] = True
@@ -133,7 +133,7 @@ class MegatronParser(TextParser):
                 number = to_float(value.split("/", 1)[0]) if _looks_numeric(value) else None
                 fields[_snake(key)] = number if number is not None else value[:200]
         fmt = self.s["fmt"]
-        fmt["train_iters"] = fmt.get("train_iters") or int(match.group(2))
+        fmt["train_iters"] = fmt.get("train_iters") or to_count(match.group(2))
         if (fmt.get("log_interval") or 0) > 1:
             fields["loss_window"] = fmt["log_interval"]
         batch, seq_len, step_time = fields.get("global_batch_size"), fmt.get("seq_length"), fields.get("step_time")
@@ -142,7 +142,7 @@ class MegatronParser(TextParser):
         if self.s["world_size"] is None and fmt.get("world_size"):
             self.s["world_size"] = fmt["world_size"]
         ts = self.at(metric=True)
-        return self.step_record(int(match.group(1)), ts, rank, **fields)
+        return self.step_record(to_count(match.group(1)), ts, rank, **fields)
 
     def _eval(self, match: re.Match[str], line: str, rank: int) -> list[Record]:
         fields: dict = {}
@@ -155,7 +155,7 @@ class MegatronParser(TextParser):
             elif key.endswith("PPL") and value:
                 fields["val_perplexity" if key == "lm loss PPL" else _snake(key)] = to_float(value)
         ts = self.at(metric=True)
-        return self.eval_record(int(match.group(1)), ts, rank, **fields)
+        return self.eval_record(to_count(match.group(1)), ts, rank, **fields)
 
 
 def _looks_numeric(value: str) -> bool:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 
-from monitor.parsers.text import TextParser, head_matches, loss_field, to_float, to_int
+from monitor.parsers.text import TextParser, head_matches, loss_field, to_count, to_float, to_int
 from monitor.records import Record
 
 _STEP_RE = re.compile(r"step (\d+)(?:/(\d+))? \(([\d.]+)%\) \| (.*)")
@@ -59,7 +59,7 @@ class NanochatParser(TextParser):
             return self._step(match, rank)
         if line.startswith("Step ") and (match := _EVAL_RE.match(line)):
             name = "val_bpb" if match.group(2) == "Validation bpb" else "core_metric"
-            return self.eval_record(int(match.group(1)), self.at(metric=True), rank,
+            return self.eval_record(to_count(match.group(1)), self.at(metric=True), rank,
                                     **{name: to_float(match.group(3))})
         if _LAUNCH_RE.match(line):
             if line.startswith("Vocab") and self.s["pending_launch"] is not None:
@@ -93,7 +93,7 @@ class NanochatParser(TextParser):
     def _step(self, match: re.Match[str], rank: int) -> list[Record]:
         fields: dict = {}
         if match.group(2):
-            fields["total_steps"] = int(match.group(2))
+            fields["total_steps"] = to_count(match.group(2))
         for part in match.group(4).split(" | "):
             key, _, value = part.partition(": ")
             value = value.strip()
@@ -117,4 +117,4 @@ class NanochatParser(TextParser):
                 fields["total_training_time_s" if key == "total time" else "eta_s"] = _seconds(value, "m")
             elif key == "remaining" and value.endswith("s"):
                 fields["remaining_s"] = _seconds(value, "s")
-        return self.step_record(int(match.group(1)), self.at(metric=True), rank, **fields)
+        return self.step_record(to_count(match.group(1)), self.at(metric=True), rank, **fields)

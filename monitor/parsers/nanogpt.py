@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-from monitor.parsers.text import TextParser, head_matches, loss_field, to_float, to_int
+from monitor.parsers.text import TextParser, head_matches, loss_field, to_count, to_float, to_int
 from monitor.records import Record
 
 _ITER_RE = re.compile(r"(?:^|\s)iter (\d+): loss ([^,\s]+), time ([^,\s]+?)ms(?:, mfu ([^,\s%]+)%)?")
@@ -44,7 +44,7 @@ class NanoGPTParser(TextParser):
                 return self._step(match, line, rank)
         if "val loss" in line and (match := _EVAL_RE.search(line)):
             ts = self.at(metric=True)
-            return self.eval_record(int(match.group(1)), ts, rank, val_loss=to_float(match.group(3)),
+            return self.eval_record(to_count(match.group(1)), ts, rank, val_loss=to_float(match.group(3)),
                                     train_loss=to_float(match.group(2)))
         if match := _TOKENS_RE.match(line):
             tokens = to_int(match.group(1))
@@ -68,7 +68,7 @@ class NanoGPTParser(TextParser):
         tokens = self.s["fmt"].get("tokens_per_iter")
         ts = self.at(metric=True)
         return self.step_record(
-            int(match.group(1)), ts, rank,
+            to_count(match.group(1)), ts, rank,
             **loss_field(match.group(2)),
             step_time=step_time,
             mfu_smoothed=None if mfu is None or mfu == MFU_SENTINEL else mfu / 100,

@@ -42,6 +42,7 @@ _GLOG_TS_RE = re.compile(r"(?:^|\[)[IWEF](\d\d)(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{
 _TS_SEARCH_CHARS = 96
 """Timestamps are looked for only near the start of a line (after a rank prefix)."""
 
+MAX_WORLD_SIZE = 10_000_000
 LAUNCH_FIELDS = ("world_size", "nodes", "hosts", "device", "peak_flops", "flops_per_token",
                  "config_digest", "data_batch", "data_slice", "resume_from")
 
@@ -91,16 +92,29 @@ def loss_field(text: str, name: str = "loss") -> dict[str, Any]:
 
 
 def to_int(text: Any) -> int | None:
+    """An integer figure; null when not finite or beyond 64 bits (no store column holds it)."""
     value = to_float(text)
-    return None if value is None else int(value)
+    return None if value is None or abs(value) >= 2**63 else int(value)
+
+
+def to_count(digits: str) -> int:
+    """A step number, rank or size printed as digits; BadLine when absurdly long."""
+    if len(digits) > 15:
+        raise BadLine(f"number out of range: {digits[:20]}…")
+    return int(digits)
+
+
+def _epoch_seconds(date_time: tuple[int, ...], offset: str | None, tz: tzinfo | None) -> float:
+    if offset:
+        return _zoned_seconds(date_time, timezone(timedelta(seconds=_offset_seconds(offset))))
+    if tz is not None:
+        return _zoned_seconds(date_time, tz)
+    return datetime(*date_time).timestamp()  # this host's zone: not cached, the zone may change
 
 
 @lru_cache(maxsize=4096)
-def _epoch_seconds(date_time: tuple[int, ...], offset: str | None, tz: tzinfo | None) -> float:
-    moment = datetime(*date_time)
-    if offset:
-        return moment.replace(tzinfo=timezone(timedelta(seconds=_offset_seconds(offset)))).timestamp()
-    return moment.replace(tzinfo=tz).timestamp() if tz is not None else moment.timestamp()
+def _zoned_seconds(date_time: tuple[int, ...], tz: tzinfo) -> float:
+    return datetime(*date_time, tzinfo=tz).timestamp()
 
 
 def find_timestamp(line: str, tz: tzinfo | None, year_hint: float | None) -> float | None:
@@ -320,7 +334,9 @@ class TextParser(Parser):
 
     def update_launch(self, **fields: Any) -> None:
         launch = self.s["pending_launch"]
-        if "world_size" in fields and fields["world_size"]:
+        if fields.get("world_size"):
+            if not 0 < fields["world_size"] <= MAX_WORLD_SIZE:
+                raise BadLine(f"world size {fields['world_size']} out of range")
             self.s["world_size"] = fields["world_size"]
         if launch is not None:
             launch.update(fields)

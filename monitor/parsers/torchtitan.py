@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 
-from monitor.parsers.text import TextParser, head_matches, loss_field, to_float, to_int
+from monitor.parsers.text import TextParser, head_matches, loss_field, to_count, to_float, to_int
 from monitor.records import Record
 
 _MESSAGE_RE = re.compile(r"(?:\[titan\] )?(?:\S+ \S+ - \S+ - [A-Z]+ - )?(.*)")
@@ -60,8 +60,8 @@ class TorchtitanParser(TextParser):
             self.update_launch(peak_flops=to_float(match.group(1)))
         elif match := _MESH_RE.match(message):
             world = 1
-            for size in match.group(1).split(","):
-                world *= int(size)
+            for size in match.group(1).replace(" ", "").split(","):
+                world *= to_count(size) if size else 1
             self.update_launch(world_size=world)
         elif (match := _SIZE_RE.search(message)) and message.startswith("Model "):
             self.update_launch(n_params=to_int(match.group(1)))
@@ -87,7 +87,7 @@ class TorchtitanParser(TextParser):
                 fields["grad_norm"] = to_float(value)
             else:
                 fields["tgs" if name in ("tps", "wps") else name] = to_float(value)
-        step = int(match.group(2))
+        step = to_count(match.group(2))
         if match.group(1):
             return self.eval_record(step, self.at(metric=True), rank, **loss_field(match.group(3), "val_loss"),
                                     **{k: v for k, v in fields.items() if k != "tgs"})

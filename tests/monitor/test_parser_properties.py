@@ -106,3 +106,25 @@ def test_ten_megabyte_line_is_a_bad_line_for_every_parser():
         except BadLine:
             continue
         assert parser_class.name == "hf_trainer_state"  # collects a document; still bounded below
+
+
+ABSURD = ["iter " + "9" * 5000 + ": loss 1.0, time 1.00ms", "step: " + "9" * 5000 + "  loss: 1.0  memory: 1.0GiB(1%)",
+          " iteration " + "9" * 5000 + "/ 10 | lm loss: 1.0 |", "step " + "9" * 5000 + "/10 (1.0%) | loss: 1.0",
+          "process rank " + "9" * 5000 + " is bound to host:h device: 1", "x step=" + "9" * 5000 + " loss=1",
+          "Step " + "9" * 5000 + " | Validation bpb: 1.0", "tokens per iteration will be: " + "9" * 5000,
+          "Building 2-D device mesh with ['dp', 'tp'], [" + "999999," * 50 + "]", "using world size: 99999999999",
+          "x step=1 loss=1e300 num_consumed_tokens=1e300 tgs=1e308", "{'loss': 1e308, 'num_tokens': 1e300, 'step': 3}",
+          "  Total train batch size (w. parallel, distributed & accumulation) = " + "9" * 40]
+
+
+def test_absurd_numbers_are_bad_lines_or_nulls_never_a_crash():
+    """Python refuses int('9' * 5000); a store refuses integers beyond 64 bits."""
+    for parser_class in PARSERS:
+        parser = make(parser_class)
+        records, _ = run(parser, ABSURD)
+        records += parser.flush()
+        for record in records:
+            assert record.step is None or record.step < 2**53
+            for value in record.fields.values():
+                assert not isinstance(value, int) or abs(value) < 2**63
+            orjson.dumps(record.to_event())
