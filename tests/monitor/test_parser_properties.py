@@ -128,3 +128,23 @@ def test_absurd_numbers_are_bad_lines_or_nulls_never_a_crash():
             for value in record.fields.values():
                 assert not isinstance(value, int) or abs(value) < 2**63
             orjson.dumps(record.to_event())
+
+
+def test_every_real_excerpt_resumes_exactly_from_every_line():
+    """Exhaustive on the real logs: stop after any line, restore, go on — same records."""
+    from monitor.parsers import sniff as choose
+
+    for path in sorted(p for p in LOGS.rglob("*") if p.is_file() and p.name != "README.md"):
+        lines = path.read_bytes().decode().split("\n")
+        parser_class = choose(lines[:50]) or PARSERS[-1]
+        whole = make(parser_class)
+        expected, expected_bad = run(whole, lines)
+        expected += whole.flush()
+        for cut in range(len(lines) + 1):
+            first = make(parser_class)
+            records, bad = run(first, lines[:cut])
+            second = make(parser_class)
+            second.set_state(orjson.loads(orjson.dumps(first.get_state())))
+            more, more_bad = run(second, lines[cut:])
+            assert records + more + second.flush() == expected, (path.name, cut)
+            assert bad + [cut + b for b in more_bad] == expected_bad, (path.name, cut)
