@@ -160,6 +160,12 @@ def _offset_seconds(offset: str) -> int:
     return -seconds if offset[0] == "-" else seconds
 
 
+def _format_offset(seconds: float) -> str:
+    sign = "-" if seconds < 0 else "+"
+    minutes = int(abs(seconds)) // 60
+    return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
 def _local_offset(ts: float) -> float:
     return datetime.fromtimestamp(ts).astimezone().utcoffset().total_seconds()
 
@@ -350,7 +356,19 @@ class TextParser(Parser):
         del launch["dated"], launch["local_naive"]
         if launch.get("hosts") and not launch.get("nodes"):
             launch["nodes"] = len(launch["hosts"])
+        if zone := self._zone_name():
+            launch["timezone"] = zone
         return self.record("launch", ts, rank=rank, **launch)
+
+    def _zone_name(self) -> str | None:
+        """The log's zone for the accounting's working hours: the configured `tz`, else the
+        offset the file's stamps name, else unknown."""
+        if self.tz is not None:
+            key = getattr(self.tz, "key", None)
+            offset = self.tz.utcoffset(None)
+            return key or (None if offset is None else _format_offset(offset.total_seconds()))
+        learned = self.s["utc_offset"]
+        return None if learned is None else _format_offset(learned)
 
 
 def head_matches(head: list[str], *patterns: re.Pattern[str]) -> int:

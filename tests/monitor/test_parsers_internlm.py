@@ -30,6 +30,7 @@ def test_launch_gives_hosts_and_world_size():
     assert launch.fields["hosts"] == ["HOST-10-140-60-69", "HOST-10-140-60-95"]
     assert launch.fields["nodes"] == 2 and launch.fields["world_size"] == 16
     assert launch.ts == pytest.approx(1699587920.248)  # 2023-11-10 11:45:20,248 +08:00
+    assert launch.fields["timezone"] == "+08:00"  # for the accounting's working hours
 
 
 def test_step_line_field_by_field():
@@ -88,3 +89,4 @@ def test_naive_launch_times_take_the_zone_the_step_lines_name(monkeypatch):
         time.tzset()
     assert bad == [] and records[0].kind == "launch"
     assert records[0].ts == pytest.approx(1699587920.248) and records[1].ts == pytest.approx(1699587976.409)
+    assert records[0].fields["timezone"] == "+08:00"  # learned from the step lines' stamps
