@@ -70,6 +70,8 @@ class MegatronParser(TextParser):
             return 0.95
         if head_matches(head, _WORLD_RE, re.compile(r"^-+ arguments -+$")):
             return 0.8
+        if head_matches(head, _VALID_RE, re.compile(r"saving checkpoint at iteration\s+\d+ to ")):
+            return 0.7
         return 0.0
 
     def parse_line(self, line: str, rank: int) -> list[Record] | None:
