@@ -8,8 +8,9 @@
 - Single lines: bash's `Killed`, the NCCL watchdog's timeout, a bare CUDA OOM message,
   torchrun's "Received SIGTERM death signal", Slurm's "CANCELLED AT … DUE TO TIME LIMIT",
   the kernel OOM killer as reported by Slurm, and our own JSONL records printed into the log.
-An attempt gets at most one record per (kind, cause): eight ranks hitting the same OOM are one
-fault, while the OOM and the NCCL timeouts it caused on the other ranks stay two.
+An attempt gets at most one `stop` (the first; later ones, such as the shell's "Terminated"
+after Slurm's cancel, are echoes) and one `fault` per cause: eight ranks hitting the same OOM
+are one fault, while the OOM and the NCCL timeouts it caused on the other ranks stay two.
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ _CHILD_FIELD_RE = re.compile(r"\s+(time|host|rank|exitcode|traceback)\s*: (.*)")
 _SIGNALS = {1: "SIGHUP", 2: "SIGINT", 6: "SIGABRT", 9: "SIGKILL", 15: "SIGTERM"}
 _STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 
-_HINT_RE = re.compile(r"Killed|atchdog|collective operation|out of memory|death signal|CANCELLED AT"
-                      r"|oom[_-]kill|^\{\"")
-_KILLED_RE = re.compile(r"(?:\S.*?: line \d+:\s+\d+ )?Killed\b")
+_HINT_RE = re.compile(r"Killed|Terminated|atchdog|collective operation|out of memory|death signal"
+                      r"|CANCELLED AT|oom[_-]kill|^\{\"")
+_KILLED_RE = re.compile(r"\S.*?: line \d+:\s+\d+ +Killed\b|Killed$")
+_TERMINATED_RE = re.compile(r"\S.*?: line \d+:\s+\d+ +Terminated\b|Terminated$|srun: error: .*: Terminated$")
 _NCCL_RE = re.compile(r"Watchdog caught collective operation timeout|collective operation timeout")
 _OOM_RE = re.compile(r"CUDA out of memory|HIP out of memory")
 _DEATH_SIGNAL_RE = re.compile(r"Received (?:Signals\.)?(SIG[A-Z]+|\d{1,3}) death signal")
@@ -171,6 +173,8 @@ def detect(parser: TextParser, line: str, rank: int) -> list[Record]:
     if _KILLED_RE.match(body):
         return parser.end_record("fault", at, "killed", rank=rank, exc_type="Killed",
                                  message=body[:1000], cause="killed")
+    if _TERMINATED_RE.match(body):
+        return parser.end_record("stop", at, "SIGTERM", rank=rank, reason="SIGTERM", message=body[:1000])
     if match := _NCCL_RE.search(line):
         return parser.end_record("fault", at, "nccl_timeout", rank=rank, exc_type="CollectiveTimeout",
                                  message=line[match.start():][:1000], cause="nccl_timeout")

@@ -316,8 +316,8 @@ class TextParser(Parser):
         return self.record("eval", ts, step=step, rank=rank, **fields)
 
     def end_record(self, kind: str, ts: float, key: str, rank: int = 0, **fields: Any) -> list[Record]:
-        """A stop/fault/finish, at most once per attempt for the same kind and cause."""
-        tag = f"{kind}:{key}"
+        """A stop/fault/finish: per attempt, one stop (the first), one fault per cause."""
+        tag = kind if kind == "stop" else f"{kind}:{key}"
         if tag in self.s["ended"]:
             return []
         self.s["ended"].append(tag)

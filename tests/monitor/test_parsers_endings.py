@@ -127,6 +127,8 @@ def test_same_ending_on_every_rank_is_one_record_per_attempt():
     ("slurmstepd: error: Detected 1 oom_kill event in StepId=42.0. Some of the step tasks have been OOM Killed.", "fault", "oom"),
     ("W0616 00:44:57.749000 4026234 torch/distributed/elastic/agent/server/api.py:704] Received Signals.SIGTERM death signal, shutting down workers", "stop", "SIGTERM"),
     ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB", "fault", "oom"),
+    ("/bin/bash: line 1: 2345 Terminated              python train.py", "stop", "SIGTERM"),
+    ("Terminated", "stop", "SIGTERM"),
 ])
 def test_single_line_endings(line, kind, why):
     (record,) = parse([line])
@@ -134,7 +136,14 @@ def test_single_line_endings(line, kind, why):
 
 
 def test_lines_that_only_mention_an_ending_are_not_one():
-    assert parse(["we were not Killed", "no out-of-memory here", "Traceback summary: none"]) == []
+    assert parse(["we were not Killed", "no out-of-memory here", "Traceback summary: none",
+                  "Terminated workers are restarted by the agent"]) == []
+
+
+def test_one_stop_per_attempt_later_ones_are_echoes():
+    records = parse(["slurmstepd: error: *** STEP 1.0 ON n1 CANCELLED AT 2025-11-14T12:05:16 DUE TO TIME LIMIT ***",
+                     "srun: error: n1: tasks 0-7: Terminated", "KeyboardInterrupt"])
+    assert [(r.kind, r.fields["reason"]) for r in records] == [("stop", "time_limit")]
 
 
 def test_our_own_records_inside_a_text_log_are_kept_as_they_are():
