@@ -30,7 +30,6 @@ _BOUND_RE = re.compile(r"process rank (\d+) is bound to host:(\S+) device: (\d+)
 _DIST_RE = re.compile(r"data parallel size: (\d+), pipeline parallel size: (\d+), tensor parallel size: (\d+)")
 _BODY_RE = re.compile(r"(?:^|\s)(?:tflops|step)=")
 _DICT_RE = re.compile(r"\{[^{}]*\}")
-_PER_SOURCE = ("acc/", "tokens/", "loss/")
 _SOURCE_TOKENS_RE = re.compile(r" tokens/([^\s=]+)=(\S+)")
 _DICT_ITEM_RE = re.compile(r"'([^']*)':\s*([^,}]+)")
 _FLOATS = ("tflops", "tgs", "lr", "loss_scale", "fwd_bwd_time", "acc", "perplexity")
@@ -80,10 +79,11 @@ class InternLMParser(TextParser):
         if "{" in body:
             body = _DICT_RE.sub(lambda m: m.group(0).replace(" ", ""), body)
         values = {}
-        for token in body.split():  # per-source figures are most tokens: skipped here, read below
-            if not token.startswith(_PER_SOURCE):
-                key, _, raw = token.partition("=")
-                values[key] = raw
+        for token in body.split():  # per-source figures (acc/S, tokens/S, loss/S) are most
+            if "/" in token and token[:4] != "tgs/":  # tokens: skipped here, read below
+                continue
+            key, _, raw = token.partition("=")
+            values[key] = raw
         step = to_int(values.pop("step")) if "step" in values else None
         if step is None:
             return []
