@@ -19,6 +19,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from monitor.parsers.base import BadLine
+from monitor.parsers.fields import find_timestamp
 from monitor.records import Record
 
 if TYPE_CHECKING:
@@ -109,17 +110,14 @@ def finish_traceback(parser: TextParser, key: str) -> list[Record]:
     child = tb["child"]
     ts = tb["ts"]
     if ts is None and "time" in child:
-        from monitor.parsers.text import find_timestamp
-
         ts = find_timestamp(child["time"], parser.tz, parser.s["last_ts"])
     ts = parser.ts_or_default(ts, metric=False)
     kind, cause, message = classify(exc_type, message, "\n".join(lines), child)
     host = child["host"] if child.get("host") else None
     rank = int(key)
-    if child.get("rank", "").split(" ", 1)[0].isdigit():
-        from monitor.parsers.text import to_count
-
-        rank = to_count(child["rank"].split(" ", 1)[0])
+    child_rank = child.get("rank", "").split(" ", 1)[0]
+    if child_rank.isdigit() and len(child_rank) <= 9:
+        rank = int(child_rank)
     if kind == "stop":
         return parser.end_record("stop", ts, cause, rank=rank, host=host, reason=cause,
                                  message=f"{exc_type}: {message}"[:1000])

@@ -37,7 +37,8 @@ from typing import Any, ClassVar
 import orjson
 
 from monitor.parsers.base import BadLine, Parser
-from monitor.parsers.text import TextParser, head_matches, loss_field, to_count, to_float, to_int
+from monitor.parsers.fields import loss_field, to_count, to_float, to_int
+from monitor.parsers.text import TextParser, head_matches
 from monitor.records import Record
 
 _BANNER_RE = re.compile(r"\*{5} Running training \*{5}")

@@ -23,7 +23,8 @@ from __future__ import annotations
 import math
 import re
 
-from monitor.parsers.text import TextParser, head_matches, loss_field, to_count, to_float, to_int
+from monitor.parsers.fields import loss_field, to_count, to_float, to_int
+from monitor.parsers.text import TextParser, head_matches
 from monitor.records import Record
 
 _BOUND_RE = re.compile(r"process rank (\d+) is bound to host:(\S+) device: (\d+)")

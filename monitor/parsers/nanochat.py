@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import re
 
-from monitor.parsers.text import TextParser, head_matches, loss_field, to_count, to_float, to_int
+from monitor.parsers.fields import loss_field, to_count, to_float, to_int
+from monitor.parsers.text import TextParser, head_matches
 from monitor.records import Record
 
 _STEP_RE = re.compile(r"step (\d+)(?:/(\d+))? \(([\d.]+)%\) \| (.*)")

@@ -19,155 +19,24 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone, tzinfo
-from functools import lru_cache
+from datetime import timedelta, timezone, tzinfo
 from typing import Any, ClassVar
 
 import orjson
 
 from monitor.parsers import endings
 from monitor.parsers.base import BadLine, Parser
+from monitor.parsers.fields import clean, format_offset, local_offset, read_timestamp, split_rank
 from monitor.records import Record
 
 MAX_LINE_CHARS = 1 << 20
 """A longer line is refused (BadLine) before any regular expression sees it."""
 
-_ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]|(?<![\w\]])\[(?:\d{1,3};)*\d{1,3}m")
-_ANSI_HINT_RE = re.compile(r"\[\d{1,3}[;m]")
-_RANK_PREFIX_RE = re.compile(r"\[(?:rank|default)(\d{1,6})\]:")
-_ISO_TS_RE = re.compile(
-    r"(?<!\d)(\d{4})-(\d\d)-(\d\d)[T _](\d\d):(\d\d):(\d\d)(?:[.,](\d{1,9}))?(Z|[+-]\d\d:?\d\d)?(?!\d)")
-_US_TS_RE = re.compile(r"(?<!\d)(\d\d)/(\d\d)/(\d{4}) (\d\d):(\d\d):(\d\d)(?!\d)")
-_GLOG_TS_RE = re.compile(r"(?:^|\[)[IWEF](\d\d)(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{1,9})")
-_TS_SEARCH_CHARS = 96
-"""Timestamps are looked for only near the start of a line (after a rank prefix)."""
-
 MAX_WORLD_SIZE = 10_000_000
+
 LAUNCH_FIELDS = ("world_size", "nodes", "hosts", "device", "peak_flops", "flops_per_token",
                  "config_digest", "data_batch", "data_slice", "resume_from")
 
-
-def clean(line: str) -> str:
-    """The line without CR, trailing whitespace and ANSI colour codes."""
-    if "\r" in line:
-        line = line.replace("\r", "")
-    if "\x1b" in line or _ANSI_HINT_RE.search(line):
-        line = _ANSI_RE.sub("", line)
-    return line.rstrip()
-
-
-def split_rank(line: str) -> tuple[int | None, str]:
-    """torchrun's `[rank3]:` / `[default3]:` prefixes (possibly nested) → (3, rest)."""
-    rank = None
-    while line.startswith("[") and (match := _RANK_PREFIX_RE.match(line)):
-        rank = int(match.group(1))
-        line = line[match.end():]
-    return rank, line
-
-
-def to_float(text: Any) -> float | None:
-    """A number that may arrive as a string with thousands separators; NaN/inf → None."""
-    if isinstance(text, str):
-        try:
-            value = float(text)
-        except ValueError:
-            try:
-                value = float(text.replace(",", ""))
-            except ValueError:
-                raise BadLine(f"not a number: {text[:40]!r}") from None
-    elif isinstance(text, (int, float)) and not isinstance(text, bool):
-        value = float(text)
-    else:
-        raise BadLine(f"not a number: {str(text)[:40]!r}")
-    return value if value - value == 0.0 else None
-
-
-def loss_field(text: str, name: str = "loss") -> dict[str, Any]:
-    """{name: value}, plus `{name}_nonfinite: True` when the log printed nan or inf (a
-    diverged run must not look like a missing figure)."""
-    value = to_float(text)
-    if value is None:
-        return {name: None, f"{name}_nonfinite": True}
-    return {name: value}
-
-
-def to_int(text: Any) -> int | None:
-    """An integer figure; null when not finite or beyond 64 bits (no store column holds it)."""
-    value = to_float(text)
-    return None if value is None or abs(value) >= 2**63 else int(value)
-
-
-def to_count(digits: str) -> int:
-    """A step number, rank or size printed as digits; BadLine when absurdly long."""
-    if len(digits) > 15:
-        raise BadLine(f"number out of range: {digits[:20]}…")
-    return int(digits)
-
-
-def _epoch_seconds(date_time: tuple[int, ...], offset: str | None, tz: tzinfo | None) -> float:
-    if offset:
-        return _zoned_seconds(date_time, timezone(timedelta(seconds=_offset_seconds(offset))))
-    if tz is not None:
-        return _zoned_seconds(date_time, tz)
-    return datetime(*date_time).timestamp()  # this host's zone: not cached, the zone may change
-
-
-@lru_cache(maxsize=4096)
-def _zoned_seconds(date_time: tuple[int, ...], tz: tzinfo) -> float:
-    return datetime(*date_time, tzinfo=tz).timestamp()
-
-
-def find_timestamp(line: str, tz: tzinfo | None, year_hint: float | None) -> float | None:
-    """UTC seconds of the timestamp near the start of the line, or None."""
-    found = read_timestamp(line, tz, year_hint)
-    return None if found is None else found[0]
-
-
-def read_timestamp(line: str, tz: tzinfo | None, year_hint: float | None) -> tuple[float, int | None] | None:
-    """(UTC seconds, the stamp's own UTC offset in seconds or None when naive) of the timestamp
-    near the start of the line. Naive stamps are read in `tz` (None: this host's zone).
-    `year_hint` (the file's last known time) supplies the year of year-less glog stamps;
-    without it they are not trusted."""
-    head = line[:_TS_SEARCH_CHARS]
-    try:
-        if match := _ISO_TS_RE.search(head):
-            y, mo, d, h, mi, s, frac, offset = match.groups()
-            base = _epoch_seconds((int(y), int(mo), int(d), int(h), int(mi), int(s)), offset, tz)
-            seconds = base + (int(frac) / 10 ** len(frac) if frac else 0.0)
-            return seconds, _offset_seconds(offset) if offset else None
-        if match := _US_TS_RE.search(head):
-            mo, d, y, h, mi, s = map(int, match.groups())
-            return _epoch_seconds((y, mo, d, h, mi, s), None, tz), None
-        if year_hint is not None and (match := _GLOG_TS_RE.search(head)):
-            # glog's `E0321 02:07:08.40` has no year: take the file's, rolling over at new year
-            mo, d, h, mi, s, frac = match.groups()
-            year = datetime.fromtimestamp(year_hint).year
-            moment = (int(mo), int(d), int(h), int(mi), int(s))
-            base = _epoch_seconds((year, *moment), None, tz)
-            if base < year_hint - 300 * 86400:
-                base = _epoch_seconds((year + 1, *moment), None, tz)
-            return base + int(frac) / 10 ** len(frac), None
-    except (ValueError, OverflowError, OSError):
-        return None
-    return None
-
-
-def _offset_seconds(offset: str) -> int:
-    if offset == "Z":
-        return 0
-    digits = offset[1:].replace(":", "")
-    seconds = int(digits[:2]) * 3600 + int(digits[2:]) * 60
-    return -seconds if offset[0] == "-" else seconds
-
-
-def _format_offset(seconds: float) -> str:
-    sign = "-" if seconds < 0 else "+"
-    minutes = int(abs(seconds)) // 60
-    return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
-
-
-def _local_offset(ts: float) -> float:
-    return datetime.fromtimestamp(ts).astimezone().utcoffset().total_seconds()
 
 
 class TextParser(Parser):
@@ -249,7 +118,7 @@ class TextParser(Parser):
         if offset is not None and zone is None:
             self.s["utc_offset"] = offset
             if launch is not None and launch["local_naive"]:  # dated before the zone was known
-                launch.update(ts=launch["ts"] + _local_offset(launch["ts"]) - offset, local_naive=False)
+                launch.update(ts=launch["ts"] + local_offset(launch["ts"]) - offset, local_naive=False)
         if launch is not None and not launch["dated"]:
             launch.update(ts=ts, dated=True, local_naive=self.line_naive_local)
         return ts
@@ -366,9 +235,9 @@ class TextParser(Parser):
         if self.tz is not None:
             key = getattr(self.tz, "key", None)
             offset = self.tz.utcoffset(None)
-            return key or (None if offset is None else _format_offset(offset.total_seconds()))
+            return key or (None if offset is None else format_offset(offset.total_seconds()))
         learned = self.s["utc_offset"]
-        return None if learned is None else _format_offset(learned)
+        return None if learned is None else format_offset(learned)
 
 
 def head_matches(head: list[str], *patterns: re.Pattern[str]) -> int:

@@ -11,7 +11,8 @@ import pytest
 import eventschema
 from monitor.parsers import parse_lines, registry
 from monitor.parsers.nanogpt import NanoGPTParser
-from monitor.parsers.text import TextParser, clean, find_timestamp, split_rank
+from monitor.parsers.fields import clean, find_timestamp, split_rank
+from monitor.parsers.text import TextParser
 
 LOGS = Path(__file__).parents[1] / "fixtures" / "logs"
 TEXT_PARSERS = [p for p in registry() if issubclass(p, TextParser)]
