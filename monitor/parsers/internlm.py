@@ -10,6 +10,10 @@
         grad_norm={'0_default': 87.31, '1_fp32': 0.0} … acc/<source>=0.0 tokens/<source>=60571
         loss/<source>=11.55 …                             → step
 
+Also read: InternEvo's `… INFO pipeline.py:770 in record_current_batch_training_metrics --
+tflops=… step=642 loss=… real_tgs=… …` and early InternLM's comma-separated
+`tflops=93.48,step=9,loss=7.50,tgs (tokens/gpu/second)=2104.89,…,grad_norm=20.60,…`.
+
 Field mapping: `tgs (tokens/gpu/second)` → tgs (instantaneous; tokens_per_s = tgs × world size);
 the averaged `tgs/…` figures keep their own names (`tgs_SMA`, `tgs_avg`, `last_tgs_10`, …) and
 are never stored as tgs. `grad_norm` is a dict per parameter group: grad_norm is their combined
@@ -29,7 +33,8 @@ from monitor.records import Record
 
 _BOUND_RE = re.compile(r"process rank (\d+) is bound to host:(\S+) device: (\d+)")
 _DIST_RE = re.compile(r"data parallel size: (\d+), pipeline parallel size: (\d+), tensor parallel size: (\d+)")
-_BODY_RE = re.compile(r"(?:^|\s)(?:tflops|step)=")
+_BODY_RE = re.compile(r"(?:^|[\s,])(?:tflops|step)=")
+_METRICS_RE = re.compile(r"tgs \(tokens/gpu/second\)=|record_current_batch_training_metrics")
 _DICT_RE = re.compile(r"\{[^{}]*\}")
 _SOURCE_TOKENS_RE = re.compile(r" tokens/([^\s=]+)=(\S+)")
 _DICT_ITEM_RE = re.compile(r"'([^']*)':\s*([^,}]+)")
@@ -42,13 +47,13 @@ class InternLMParser(TextParser):
 
     @classmethod
     def sniff(cls, head: list[str]) -> float:
-        if head_matches(head, _BOUND_RE, re.compile(r" step=\d+ loss=\S+ tgs \(tokens/gpu/second\)=")):
+        if head_matches(head, _BOUND_RE, _METRICS_RE):
             return 0.95
         return 0.0
 
     def parse_line(self, line: str, rank: int) -> list[Record] | None:
-        if " step=" in line and " loss=" in line and (match := _BODY_RE.search(line)):
-            return self._step(line[match.start():], rank)
+        if "step=" in line and "loss=" in line and (match := _BODY_RE.search(line)):
+            return self._step(line[match.start():].lstrip(" \t,"), rank)
         if "is bound to host:" in line and (match := _BOUND_RE.search(line)):
             return self._bound(to_count(match.group(1)), match.group(2), rank)
         if match := _DIST_RE.search(line):
@@ -80,7 +85,8 @@ class InternLMParser(TextParser):
         if "{" in body:
             body = _DICT_RE.sub(lambda m: m.group(0).replace(" ", ""), body)
         values = {}
-        for token in body.split():  # per-source figures (acc/S, tokens/S, loss/S) are most
+        tokens = body.split() if " " in body else body.split(",")  # early InternLM: commas
+        for token in tokens:  # per-source figures (acc/S, tokens/S, loss/S) are most
             if "/" in token and token[:4] != "tgs/":  # tokens: skipped here, read below
                 continue
             key, _, raw = token.partition("=")

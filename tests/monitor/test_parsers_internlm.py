@@ -90,3 +90,26 @@ def test_naive_launch_times_take_the_zone_the_step_lines_name(monkeypatch):
     assert bad == [] and records[0].kind == "launch"
     assert records[0].ts == pytest.approx(1699587920.248) and records[1].ts == pytest.approx(1699587976.409)
     assert records[0].fields["timezone"] == "+08:00"  # learned from the step lines' stamps
+
+
+def test_internevo_pipeline_line_with_one_data_source():
+    parser = InternLMParser(run="r", attempt_prefix="a", clock=lambda: 0.0, tz=CHINA)
+    (step,), bad = parse_lines(parser, (LOG.parent / "internevo_issue375.log").read_text().splitlines())
+    f = step.fields
+    assert bad == [] and step.step == 642 and step.ts == pytest.approx(1732386928.531)  # 02:35:28,531 +08:00
+    assert f["loss"] == 2.1725409030914307 and f["tgs"] == 720.46 and f["real_tgs"] == 719.84
+    assert f["inf_nan_skip_batches"] == 3 and f["largest_length"] == 7543 and f["bwd_time"] == 120.98
+    assert f["grad_norm"] == pytest.approx(2.156615516531637)
+    assert f["per_source"] == {"zh": {"tokens": 1047661, "acc": 0.5494, "loss": 2.207}}
+
+
+def test_early_internlm_comma_separated_lines():
+    parser = InternLMParser(run="r", attempt_prefix="a", clock=lambda: 0.0, tz=timezone.utc)
+    records, bad = parse_lines(parser, (LOG.parent / "internlm_issue22_comma_format.log").read_text().splitlines())
+    assert bad == [] and [r.step for r in records] == [9, 36]
+    first, second = (r.fields for r in records)
+    assert first["tflops"] == 93.48098385143103 and first["loss"] == 7.502509117126465
+    assert first["tgs"] == 2104.89 and first["grad_norm"] == 20.60409540743281 and first["lr"] == 2.2e-06
+    assert first["num_consumed_tokens"] == 2621440 and first["fwd_bwd_time"] == 6.15
+    assert first["per_source"] == {} and records[0].ts == 0.0  # no timestamp on that line: the clock
+    assert second["tgs"] == 4233.73 and records[1].ts == 1688999188.977  # 2023-07-10 14:26:28,977 UTC

@@ -11,6 +11,8 @@ EXPECTED = {
     "jsonl/events.jsonl": "jsonl",
     "jsonl/trainer_tiny_2ranks.jsonl": "jsonl",
     "internlm/seed002_20b_demo.log": "internlm",
+    "internlm/internevo_issue375.log": "internlm",
+    "internlm/internlm_issue22_comma_format.log": "internlm",
     "megatron/issue_epfLLM_11.log": "megatron",
     "megatron/issue_756_mixtral.log": "megatron",
     "megatron/mi300x_time_limit.log": "megatron",
