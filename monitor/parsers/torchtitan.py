@@ -4,6 +4,8 @@
     … CUDA capacity: NVIDIA H200 with 139.83GiB memory          → launch.device
     … Peak FLOPS used for computing MFU: 9.890e+14              → launch.peak_flops
     … Building 1-D device mesh with ['dp_shard'], [8]           → launch.world_size (product)
+    … Building device mesh with parallelism: pp=1, dp_replicate=1, dp_shard=7, cp=1, tp=1, ep=1
+                                                               → world_size = pp×dp×cp×tp (newer)
     … Model llama3 8B size: 8,030,261,248 total parameters     → launch.n_params
     … Loading the checkpoint from ./outputs/checkpoint/step-10. → launch.resume_from
     … step: 10  loss:  9.8821  grad_norm: 1.23  memory: 49.59GiB(35.46%)  tps: 7,026
@@ -13,7 +15,8 @@
 
 `tps` is torchtitan's tokens per second per device (→ tgs); tokens_per_s = tps × world size.
 `memory` is the peak reserved memory since the last log line (→ peak_mem_bytes).
-`mfu: N/A` (or a missing figure) is null. Older versions print `wps` instead of `tps`. The loss
+`mfu: N/A` (or a missing figure) is null, and so is a negative loss: with pipeline parallelism the
+ranks without the last stage print -1.0 or -2.0 in its place. Older versions print `wps` instead of `tps`. The loss
 is the mean over data-parallel ranks of that step. Several ranks often print the same step line;
 only the first counts.
 """
@@ -34,6 +37,9 @@ _START_RE = re.compile(r"Starting job: (.*)")
 _DEVICE_RE = re.compile(r"(?:CUDA|GPU) capacity: (.+?)(?: \(\d+\))? with ([\d.]+)GiB memory")
 _PEAK_RE = re.compile(r"Peak FLOPS used for computing MFU: (\S+)")
 _MESH_RE = re.compile(r"Building \d+-D device mesh with \[.*?\], \[([\d, ]+)\]")
+_PARALLELISM_RE = re.compile(r"Building device mesh with parallelism: (.*)")
+_DEGREE_RE = re.compile(r"\b(pp|dp_replicate|dp_shard|cp|tp)=(\d+)")
+"""Expert parallelism borrows its devices from these dimensions: it is not a factor."""
 _SIZE_RE = re.compile(r"size: ([\d,]+) total parameters")
 _LOAD_RE = re.compile(r"Loading the checkpoint (?:from )?(\S+?)\.?$")
 
@@ -64,6 +70,11 @@ class TorchtitanParser(TextParser):
             for size in match.group(1).replace(" ", "").split(","):
                 world *= to_count(size) if size else 1
             self.update_launch(world_size=world)
+        elif match := _PARALLELISM_RE.match(message):
+            world = 1
+            for _, degree in _DEGREE_RE.findall(match.group(1)):
+                world *= to_count(degree)
+            self.update_launch(world_size=world)
         elif (match := _SIZE_RE.search(message)) and message.startswith("Model "):
             self.update_launch(n_params=to_int(match.group(1)))
         elif match := _LOAD_RE.match(message):
@@ -92,4 +103,7 @@ class TorchtitanParser(TextParser):
         if match.group(1):
             return self.eval_record(step, self.at(metric=True), rank, **loss_field(match.group(3), "val_loss"),
                                     **{k: v for k, v in fields.items() if k != "tgs"})
-        return self.step_record(step, self.at(metric=True), rank, **loss_field(match.group(3)), **fields)
+        loss = loss_field(match.group(3))
+        if loss["loss"] is not None and loss["loss"] < 0:  # ranks without the last PP stage print -1/-2
+            loss = {"loss": None}
+        return self.step_record(step, self.at(metric=True), rank, **loss, **fields)

@@ -31,6 +31,8 @@ EXPECTED = {
     "torchtitan/llama3_8b_h200.log": "torchtitan",
     "torchtitan/moe_eight_ranks_unprefixed.log": "torchtitan",
     "torchtitan/colour_codes_crlf.log": "torchtitan",
+    "torchtitan/wps_2024_two_ranks.log": "torchtitan",
+    "torchtitan/observability_2026_mesh.log": "torchtitan",
 }
 
 

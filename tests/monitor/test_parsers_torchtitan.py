@@ -75,3 +75,19 @@ def test_mfu_not_available_and_validation():
 def test_sniff():
     assert sniff((LOGS / "torchtitan/colour_codes_crlf.log").read_text().splitlines()) is TorchtitanParser
     assert sniff((LOGS / "torchtitan/llama3_8b_h200.log").read_text().splitlines()[:12]) is TorchtitanParser
+
+
+def test_2024_lines_with_wps_and_rank_prefixes():
+    (step,) = parse("torchtitan/wps_2024_two_ranks.log")
+    assert step.step == 1 and step.rank == 1 and step.ts == 1711994092.734
+    assert step.fields == {"loss": 10.9746, "peak_mem_bytes": round(9.53 * GIB), "peak_mem_pct": 10.03,
+                           "tgs": 1228, "mfu": pytest.approx(0.0002)}
+
+
+def test_newer_mesh_line_gives_the_world_size_and_negative_loss_is_no_value():
+    lines = (LOGS / "torchtitan/observability_2026_mesh.log").read_text().splitlines()
+    parser = TorchtitanParser(run="r", attempt_prefix="a", clock=lambda: CLOCK, tz=timezone.utc)
+    records, bad = parse_lines(parser, lines + [
+        "[rank0]:[titan] 2026-09-11 23:05:50,000 - torchtitan.trainer - INFO - step:  1  loss: -2.0000  memory: 1.00GiB(1.00%)  tps: 1,000  tflops: 1.00  mfu: 1.00%"])
+    (step,) = records
+    assert bad == [] and step.fields["loss"] is None and step.fields["tokens_per_s"] == 7000  # dp_shard=7
