@@ -1,5 +1,8 @@
 """NVIDIA Megatron-LM's training log (also Megatron-DeepSpeed and most forks).
 
+Forks that print "this/average" pairs (`elapsed time per iteration (ms): 13372.8/13364.7`) are
+read by their first figure, this line's.
+
     using world size: 8, data-parallel size: 1, …          → launch (world size)
     ------------------------ arguments ------------------------
       seq_length ...................................... 8192   → remembered: seq_length,
@@ -35,6 +38,7 @@ _WORLD_RE = re.compile(r"using world size: (\d+)")
 _ARG_RE = re.compile(r"  (\w+) \.{3,} ?(.*)")
 _LOAD_RE = re.compile(r"loading checkpoint from (\S+) at iteration (\d+)")
 _EXIT_RE = re.compile(r"exiting program (?:after receiving (SIG\w+)|after [\d.]+ minutes|at iteration \d+)")
+_NUMBER_RE = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf|-inf")
 _ARGS = {"seq_length": int, "log_interval": int, "train_iters": int, "world_size": int,
          "global_batch_size": int, "wandb_exp_name": str}
 
@@ -54,7 +58,7 @@ _FIELDS = {
 
 
 def _ms(value: str) -> float | None:
-    number = to_float(value.split("/", 1)[0])
+    number = to_float(value)
     return None if number is None else number / 1000
 
 
@@ -127,14 +131,14 @@ class MegatronParser(TextParser):
             key, value = key.strip(), value.strip()
             if not sep or not key or not value:
                 continue
+            value = value.split("/", 1)[0].strip()  # forks print "now/average": the first is this line's
             if key == "lm loss":
                 fields.update(loss_field(value))
             elif key in _FIELDS:
                 name, convert = _FIELDS[key]
                 fields[name] = convert(value)
             else:
-                number = to_float(value.split("/", 1)[0]) if _looks_numeric(value) else None
-                fields[_snake(key)] = number if number is not None else value[:200]
+                fields[_snake(key)] = to_float(value) if _looks_numeric(value) else value[:200]
         fmt = self.s["fmt"]
         fmt["train_iters"] = fmt.get("train_iters") or to_count(match.group(2))
         if (fmt.get("log_interval") or 0) > 1:
@@ -162,5 +166,4 @@ class MegatronParser(TextParser):
 
 
 def _looks_numeric(value: str) -> bool:
-    head = value.split("/", 1)[0].strip().replace(",", "")
-    return bool(re.fullmatch(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf|-inf", head))
+    return bool(_NUMBER_RE.fullmatch(value.replace(",", "")))

@@ -87,3 +87,11 @@ def test_log_interval_marks_the_loss_as_a_window_mean():
 
 def test_sniff():
     assert sniff((LOGS / "megatron/mi300x_time_limit.log").read_text().splitlines()) is MegatronParser
+
+
+def test_fork_printing_this_and_average_figures():
+    (step,) = parse("megatron/rocm_fork_slash_values.log")
+    f = step.fields
+    assert step.step == 126 and f["step_time"] == pytest.approx(13.3728) and f["tflops"] == 567.6
+    assert f["tgs"] == 9801.4 and f["loss"] == pytest.approx(6.548988e-03) and f["grad_norm"] == 0.061
+    assert f["hip_mem_usage_free_total_usage_ratio"] == "153.81GB"  # not a number: kept as printed

@@ -18,6 +18,7 @@ EXPECTED = {
     "megatron/mi300x_time_limit.log": "megatron",
     "megatron/validation_and_resume.log": "megatron",
     "megatron/ctrl_c_sigint.log": "megatron",
+    "megatron/rocm_fork_slash_values.log": "megatron",
     "hf_trainer/videollama2_logged_dicts.log": "hf_trainer",
     "hf_trainer/transformers5_string_metrics.log": "hf_trainer",
     "hf_trainer/sagemaker_glue_2020.log": "hf_trainer",
