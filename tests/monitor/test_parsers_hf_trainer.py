@@ -119,3 +119,20 @@ def test_a_nan_loss_dict_is_read_not_refused():
     (step,) = parse(None, ["{'loss': nan, 'grad_norm': inf, 'learning_rate': 2e-05, 'epoch': 0.02}"])
     assert step.fields["loss"] is None and step.fields["loss_nonfinite"] is True
     assert step.fields["grad_norm"] is None and step.fields["lr"] == 2e-05
+
+
+def test_progress_bar_and_dict_on_one_line():
+    launch, *steps = parse("translation_progress_bar_dicts.log")
+    assert launch.fields["world_size"] == 1 and launch.fields["n_params"] == 77_419_008
+    assert [(s.step, s.fields["loss"], s.fields["step_source"]) for s in steps] == [
+        (500, 1.6771, "progress_bar"), (1000, 1.5235, "progress_bar"), (1500, 1.4469, "progress_bar")]
+    assert steps[0].fields["lr"] == 7.039668442865602e-06 and steps[0].fields["epoch"] == 0.89
+
+
+def test_two_bar_updates_glued_and_string_values():
+    step, evaluation = parse("transformers5_glued_bars.log")
+    assert step.step == 1272  # the last bar update on the line
+    assert step.fields["loss"] == 1.178 and step.fields["num_consumed_tokens"] == 185_800
+    assert step.fields["acc"] == 0.7347 and step.fields["entropy"] == 1.18
+    assert evaluation.step == 1272 and evaluation.fields["val_loss"] == 1.137
+    assert evaluation.fields["eval_mean_token_accuracy"] == 0.7406

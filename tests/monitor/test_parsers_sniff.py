@@ -23,6 +23,8 @@ EXPECTED = {
     "hf_trainer/transformers5_string_metrics.log": "hf_trainer",
     "hf_trainer/sagemaker_glue_2020.log": "hf_trainer",
     "hf_trainer/trainer_state.json": "hf_trainer_state",
+    "hf_trainer/translation_progress_bar_dicts.log": "hf_trainer",
+    "hf_trainer/transformers5_glued_bars.log": "hf_trainer",
     "nanogpt/shakespeare_char.log": "nanogpt",
     "nanogpt/gpt2_fp16_nan.log": "nanogpt",
     "nanogpt/torchrun_8gpu_no_mfu.log": "nanogpt",
