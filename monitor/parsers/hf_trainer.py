@@ -43,7 +43,7 @@ from monitor.records import Record
 
 _BANNER_RE = re.compile(r"\*{5} Running training \*{5}")
 _DICT_RE = re.compile(r"\{'[^{}]*\}")
-_BAR_RE = re.compile(r"(\d{1,3})%(?:\|[^|]{0,200}\||\s)\s*(\d+)/(\d+)\s*\[")
+_BAR_RE = re.compile(r"(\d{1,3})%(?:\|[^|]{0,1000}\||\s)\s*(\d+)/(\d+)\s*\[")
 _BANNER_FIELDS = (
     ("num_epochs", re.compile(r"Num Epochs = ([\d,]+)")),
     ("per_device", re.compile(r"Instantaneous batch size per (?:device|GPU) = ([\d,]+)")),
