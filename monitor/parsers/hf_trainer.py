@@ -100,6 +100,13 @@ def _figures(logs: dict[str, Any], skip: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
+def _printed_step(value: Any) -> int | None:
+    """A dict's own `step` (some trainers log it), as printed: a number or its digits."""
+    if isinstance(value, str) and value.isdigit():
+        return to_count(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 class HFTrainerParser(TextParser):
     name = "hf_trainer"
 
@@ -165,19 +172,18 @@ class HFTrainerParser(TextParser):
         fmt = self.s["fmt"]
         if "train_runtime" in logs:
             return self._finish(_figures(logs, ()))
-        epoch = to_float(logs["epoch"]) if isinstance(logs.get("epoch"), (int, float, str)) else None
-        fmt["epoch"] = epoch
-        exact = logs.get("step")
+        fmt["epoch"] = _figures({"epoch": logs["epoch"]}, ()).get("epoch") if "epoch" in logs else None
+        exact = _printed_step(logs.get("step"))
         if "eval_loss" in logs:
             fields = _figures(logs, ("eval_loss",))
-            if not isinstance(exact, int):
+            if exact is None:
                 exact = self.s["last_step"] or 0
                 fields["step_source"] = "last_step"
             return self.eval_record(exact, self.at(metric=True), rank,
                                     **loss_field(str(logs["eval_loss"]), "val_loss"), **fields)
         if "loss" not in logs:
             return []
-        step, source = (exact, None) if isinstance(exact, int) else self._current_step()
+        step, source = (exact, None) if exact is not None else self._current_step()
         fields = _figures(logs, ("loss",))
         if source:
             fields["step_source"] = source

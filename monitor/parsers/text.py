@@ -33,6 +33,7 @@ MAX_LINE_CHARS = 1 << 20
 """A longer line is refused (BadLine) before any regular expression sees it."""
 
 MAX_WORLD_SIZE = 10_000_000
+MAX_STEP = 2**53
 
 LAUNCH_FIELDS = ("world_size", "nodes", "hosts", "device", "peak_flops", "flops_per_token",
                  "config_digest", "data_batch", "data_slice", "resume_from")
@@ -162,6 +163,7 @@ class TextParser(Parser):
     def step_record(self, step: int, ts: float, rank: int = 0, host: str | None = None,
                     **fields: Any) -> list[Record]:
         """A `step` record, after the attempt rules: backwards → new attempt; repeat → dropped."""
+        _check_step(step)
         last = self.s["last_step"]
         if last is not None and step < last:
             self.new_attempt()
@@ -178,6 +180,7 @@ class TextParser(Parser):
         return self.record("step", ts, step=step, rank=rank, host=host, **fields)
 
     def eval_record(self, step: int, ts: float, rank: int = 0, **fields: Any) -> list[Record]:
+        _check_step(step)
         last = self.s["last_step"]
         if last is not None and step < last:
             self.new_attempt()
@@ -238,6 +241,11 @@ class TextParser(Parser):
             return key or (None if offset is None else format_offset(offset.total_seconds()))
         learned = self.s["utc_offset"]
         return None if learned is None else format_offset(learned)
+
+
+def _check_step(step: Any) -> None:
+    if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step < MAX_STEP:
+        raise BadLine(f"step {str(step)[:20]!r} is not a step number")
 
 
 def head_matches(head: list[str], *patterns: re.Pattern[str]) -> int:

@@ -136,3 +136,8 @@ def test_two_bar_updates_glued_and_string_values():
     assert step.fields["acc"] == 0.7347 and step.fields["entropy"] == 1.18
     assert evaluation.step == 1272 and evaluation.fields["val_loss"] == 1.137
     assert evaluation.fields["eval_mean_token_accuracy"] == 0.7406
+
+
+def test_a_dict_that_prints_its_step_is_taken_at_its_word():
+    (step,) = parse(None, ["{'loss': 0.5, 'learning_rate': 1e-05, 'epoch': 0.1, 'step': 42}"])
+    assert step.step == 42 and "step_source" not in step.fields
