@@ -2,11 +2,137 @@
 
 from __future__ import annotations
 
+import faulthandler
+import logging
+import os
+import signal
+import threading
+import time
+from typing import List, Optional
+
 import typer
+
+DB_HELP = "store: a SQLite file path or a postgresql+psycopg:// URL (default: $TRAINLEDGER_DB, else ~/.local/share/trainledger/trainledger.db)"
+FORMAT_HELP = "parse every file as this format instead of sniffing it (e.g. jsonl, internlm)"
+
+
+def _fail(message: str, code: int = 2) -> None:
+    """An expected problem: one line on stderr, no traceback."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _open(db: Optional[str], *, read_only: bool = False):
+    from monitor.store import StoreError, open_store
+
+    try:
+        return open_store(db, read_only=read_only)
+    except StoreError as exc:
+        _fail(str(exc), 1)
+
+
+def _setup(paths: List[str], db: Optional[str], format: Optional[str], **options):
+    """The targets and the intake, or a one-line error naming the bad path, format or store."""
+    from monitor.intake import Intake
+    from monitor.sources import Targets
+
+    try:
+        targets = Targets(paths)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    if format:
+        from monitor.parsers import by_name
+
+        try:
+            by_name(format)
+        except ValueError as exc:
+            _fail(f"--format: {exc}")
+    return targets, Intake(_open(db), format=format, **options)
+
+
+def watch(
+    paths: List[str] = typer.Argument(..., help="log files (may not exist yet), folders or globs such as 'runs/*/train.log'"),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+    format: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP),
+    poll: float = typer.Option(2.0, "--poll", help="seconds between full rescans (changes are seen at once via inotify)"),
+    idle_flush: float = typer.Option(5.0, "--idle-flush", help="seconds of silence after which a file's buffered lines (a traceback) are stored"),
+    batch_bytes: int = typer.Option(1 << 20, "--batch-bytes", hidden=True),
+) -> None:
+    """Follow log files live into the store until SIGTERM or Ctrl-C (a foreground daemon)."""
+    from monitor.store import mask_url
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID` prints every thread's stack
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):  # first: a stop while opening the store still counts
+        signal.signal(signum, lambda *_: stop.set())
+    targets, intake = _setup(paths, db, format, batch_bytes=batch_bytes, idle_flush_s=idle_flush)
+    logging.getLogger("trainledger.intake").info("watching %s into %s", " ".join(paths), mask_url(db))
+    intake.watch(targets, stop, poll_s=poll)
+    logging.getLogger("trainledger.intake").info("stopped")
+
+
+def ingest(
+    paths: List[str] = typer.Argument(..., help="log files, folders or globs"),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+    format: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP),
+    batch_bytes: int = typer.Option(1 << 20, "--batch-bytes", hidden=True),
+) -> None:
+    """Read log files into the store once, to their end, and exit (safe to repeat: nothing is stored twice)."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from monitor.store import count_records, mask_url
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    targets, intake = _setup(paths, db, format, batch_bytes=batch_bytes)
+    before = sum(count_records(intake.engine).values())
+    columns = (TextColumn("ingest"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    try:
+        with Progress(*columns, transient=True, disable=not os.isatty(2)) as progress:
+            task = progress.add_task("ingest", total=intake.pending_bytes(targets))
+            intake.on_bytes = lambda n: progress.advance(task, n)
+            intake.ingest(targets)
+    except SQLAlchemyError as exc:
+        _fail(f"store {mask_url(db)}: {str(getattr(exc, 'orig', None) or exc).splitlines()[0]}", 1)
+    added = sum(count_records(intake.engine).values()) - before
+    typer.echo(f"{added} new records from {len(targets.files())} files into {mask_url(db)}")
+
+
+def status(db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
+    """Followed files: how far each is read, how far behind, and its bad lines with the first one."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from monitor.store import list_runs, list_sources, mask_url
+
+    engine = _open(db, read_only=True)
+    sources = list_sources(engine)
+    console = Console()
+    console.print(f"store {escape(mask_url(db))}: {len(list_runs(engine))} runs, {len(sources)} files")
+    table = Table("file", "format", "status", "read", "lag", "records", "bad lines")
+    now = time.time()
+    for src in sources:
+        try:
+            behind = max(0, os.stat(src.path).st_size - src.offset) if src.status == "active" else 0
+        except OSError:
+            behind = 0
+        lag = f"{behind:,} B, {now - src.updated:.0f} s" if behind else "-"
+        table.add_row(escape(src.path), src.parser or "?", src.status, f"{src.offset:,} B, {src.lines:,} lines",
+                      lag, f"{src.records:,}", f"{src.bad_lines:,}")
+    console.print(table)
+    for src in sources:
+        if src.first_bad_line is not None:
+            console.print(f"{escape(src.path)}:{src.first_bad_line}: {escape(src.first_bad_reason or '')}: "
+                          f"{escape(src.first_bad_example or '')}", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
     """Add the monitor's commands to the top-level app."""
     from monitor.ledger import register as register_ledger
 
+    for command in (watch, ingest, status):
+        app.command()(command)
     register_ledger(app)

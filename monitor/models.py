@@ -123,7 +123,10 @@ class SourceFile(SQLModel, table=True):
     run: str = ""
     attempt_prefix: str = ""
     status: str = "active"
-    """active | unknown_format | rotated (renamed away, drained) | deleted | replaced."""
+    """active | unknown_format | copy (a copy-truncate copy, read once its original is
+    truncated) | rotated (renamed away, drained) | truncated | replaced | deleted."""
+    copy_of: Optional[int] = None
+    """For a copy made by copy-truncate: the source it continues."""
     bad_lines: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     first_bad_line: Optional[int] = Field(default=None, sa_column=Column(BigInteger))
     first_bad_reason: Optional[str] = Field(default=None, sa_column=Column(Text))

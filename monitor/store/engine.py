@@ -110,7 +110,7 @@ def _migrate(engine: Engine, read_only: bool) -> None:
         return
     if read_only:
         raise StoreError(f"the store is at schema revision {current or 'none'}, not {head}: "
-                         "open it once for writing (e.g. `trainledger status`) to upgrade it")
+                         "`trainledger ingest` or `watch` upgrades it")
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('trainledger-migrate'))"))

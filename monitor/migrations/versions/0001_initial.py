@@ -86,6 +86,7 @@ def upgrade() -> None:
         sa.Column("run", sa.String(), nullable=False),
         sa.Column("attempt_prefix", sa.String(), nullable=False),
         sa.Column("status", sa.String(), nullable=False),
+        sa.Column("copy_of", sa.Integer(), nullable=True),
         sa.Column("bad_lines", sa.BigInteger(), nullable=False),
         sa.Column("first_bad_line", sa.BigInteger(), nullable=True),
         sa.Column("first_bad_reason", sa.Text(), nullable=True),

@@ -1,0 +1,505 @@
+"""File → parser → store, exactly once.
+
+Each followed file has a row in `source_files` holding its identity, the byte offset read
+so far and its parser's state. A batch of whole lines is parsed and its records inserted
+in ONE transaction with the new offset and state, so a process killed at any moment
+resumes exactly where the last commit left it: nothing lost, nothing doubled.
+
+Files change under us in three ways, all recognised by identity (see monitor/sources.py):
+- renamed away (rotation): the same inode elsewhere — followed there if watched, else
+  drained to its end through the descriptor we hold, then left as `rotated`;
+- truncated or rewritten in place (copy-truncate): the offset's bytes changed — the copy
+  (same head, same bytes before our offset) continues from our offset, the file restarts;
+- deleted: drained through the descriptor we hold, then left as `deleted`.
+Bad lines (binary, invalid UTF-8, over-long, unparsable) are counted per file with the
+first one kept as an example; they never stop the intake.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from monitor.models import SourceFile
+from monitor.parsers import BadLine, Parser, by_name, registry, sniff
+from monitor.sources import (HEAD_BYTES, MAX_LINE_BYTES, RESCAN, ChangeFeed, Targets, TooLong, head_hash,
+                             head_lines, open_file, read_lines, same_file_in, siblings, tail_hash)
+from monitor.store import add_source, insert_records, update_source
+
+log = logging.getLogger("trainledger.intake")
+_SOURCES = SourceFile.__table__
+EXAMPLE_CHARS = 200
+COPY_WAIT_S = 30.0
+"""How long a file that starts like a known one but is still shorter may be a copy in progress."""
+_FOLLOWED = ("active", "unknown_format", "copy", "rotated")
+"""Statuses whose row still describes the file at (device, inode)."""
+
+
+def example(raw: bytes | str) -> str:
+    """The start of a bad line, safe to print: control characters escaped."""
+    text = raw[:EXAMPLE_CHARS * 4].decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else raw
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:EXAMPLE_CHARS])[:EXAMPLE_CHARS]
+
+
+@dataclass
+class Tail:
+    """A followed file: its open descriptor and everything its row says, as last committed."""
+
+    row: dict[str, Any]
+    path: str
+    fd: int
+    parser: Parser | None = None
+    size: int = -1
+    mtime_ns: int = -1
+    last_growth: float = field(default_factory=time.monotonic)
+    flushed: bool = True
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return self.row["device"], self.row["inode"]
+
+
+class Intake:
+    """Brings files into the store. `ingest` once, or `watch` until stopped."""
+
+    def __init__(self, engine: Engine, *, format: str | type[Parser] | None = None, host: str | None = None,
+                 batch_bytes: int = 1 << 20, idle_flush_s: float = 5.0,
+                 on_bytes: Callable[[int], None] | None = None) -> None:
+        self.engine = engine
+        self.format = by_name(format) if isinstance(format, str) else format
+        """Every new file is read as this format; None: sniffed per file."""
+        self.host = host if host is not None else socket.gethostname()
+        self.batch_bytes = batch_bytes
+        self.idle_flush_s = idle_flush_s
+        self.on_bytes = on_bytes
+        self.targets = Targets([])
+        self._tails: dict[tuple[int, int], Tail] = {}
+        self._by_path: dict[str, Tail] = {}
+        self._waiting: dict[tuple[int, int], tuple[float, int]] = {}
+        self._stop = threading.Event()
+
+    # ---- entry points -------------------------------------------------------------------
+    def ingest(self, targets: Targets) -> None:
+        """Everything the targets hold now, to the end of each file (buffered records flushed)."""
+        self.targets = targets
+        try:
+            self._reconcile()
+            for path in targets.files():
+                self.sync(path, final=True)
+        finally:
+            self.close()
+
+    def watch(self, targets: Targets, stop: threading.Event, poll_s: float = 2.0) -> None:
+        """Follow the targets until `stop` is set; a failing database is retried, not fatal."""
+        self.targets, self._stop = targets, stop
+        feed = ChangeFeed(targets)
+        feed.start()  # before catching up, so no change falls between the two
+        try:
+            paths = set(targets.files())
+            self._safely(self._reconcile)
+            next_scan = 0.0
+            while not stop.is_set():
+                if time.monotonic() >= next_scan or RESCAN in paths:
+                    paths = set(targets.files()) | set(self._by_path)
+                    next_scan = time.monotonic() + poll_s
+                for path in sorted(paths):
+                    if stop.is_set():
+                        break
+                    if path == RESCAN or not (path in self._by_path or targets.matches(path)):
+                        continue
+                    self._safely(self.sync, path)
+                self._safely(self._flush_idle)
+                paths = feed.changed(timeout=min(0.5, poll_s))
+        finally:
+            feed.stop()
+            self.close()
+
+    def pending_bytes(self, targets: Targets) -> int:
+        """Bytes the targets hold beyond what is stored (for a progress bar)."""
+        total = 0
+        with self.engine.connect() as conn:
+            for path in targets.files():
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue
+                offset = conn.execute(select(_SOURCES.c.offset).where(
+                    _SOURCES.c.device == st.st_dev, _SOURCES.c.inode == st.st_ino,
+                    _SOURCES.c.status.in_(_FOLLOWED))).scalar()
+                total += max(0, st.st_size - (offset or 0))
+        return total
+
+    def close(self) -> None:
+        for tail in list(self._tails.values()):
+            self._close(tail)
+
+    def _safely(self, action: Callable, *args: Any) -> None:
+        try:
+            action(*args)
+        except SQLAlchemyError as exc:
+            log.error("store error (will retry): %s", str(getattr(exc, "orig", None) or exc).splitlines()[0])
+            self.close()  # forget uncommitted in-memory state; rows say where to resume
+
+    # ---- one path -----------------------------------------------------------------------
+    def sync(self, path: str, *, final: bool = False) -> None:
+        """Bring the file now at `path` up to date in the store."""
+        path = os.path.abspath(path)
+        old = self._by_path.get(path)
+        try:
+            st = os.stat(path)
+        except OSError:
+            st = None
+        if old is not None and (st is None or (st.st_dev, st.st_ino) != old.key):
+            self._file_left(old)
+        if st is None:
+            return
+        tail = self._tails.get((st.st_dev, st.st_ino))
+        if tail is None:
+            tail = self._open(path, final)
+            if tail is None:
+                return
+        elif tail.path != path:
+            self._by_path.pop(tail.path, None)
+            tail.path = path
+        self._by_path[path] = tail
+        self._advance(tail, final)
+
+    def _open(self, path: str, final: bool) -> Tail | None:
+        opened = open_file(path)
+        if opened is None:
+            return None
+        fd, st = opened
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(_SOURCES).where(
+                _SOURCES.c.device == st.st_dev, _SOURCES.c.inode == st.st_ino,
+                _SOURCES.c.status.in_(_FOLLOWED)).order_by(_SOURCES.c.id)).mappings().all()
+        for row in rows:
+            if self._unchanged(fd, st.st_size, row):
+                return self._track(dict(row), path, fd)
+            self._content_lost(dict(row), "truncated")
+        row = self._new_row(path, fd, st, final)
+        if row is None:
+            os.close(fd)
+            return None
+        return self._track(row, path, fd)
+
+    def _track(self, row: dict[str, Any], path: str, fd: int) -> Tail:
+        tail = Tail(row=row, path=path, fd=fd, parser=self._parser(row))
+        self._tails[tail.key] = tail
+        self._by_path[path] = tail
+        return tail
+
+    def _parser(self, row: dict[str, Any]) -> Parser | None:
+        if not row["parser"]:
+            return None
+        cls = self.format if self.format and self.format.name == row["parser"] else by_name(row["parser"])
+        parser = cls(run=row["run"], attempt_prefix=row["attempt_prefix"], host=self.host)
+        if row["parser_state"]:
+            parser.set_state(row["parser_state"])
+        return parser
+
+    @staticmethod
+    def _unchanged(fd: int, size: int, row: Any) -> bool:
+        """Does the file still hold, up to the row's offset, the bytes the row has read?"""
+        return (size >= row["offset"]
+                and (not row["head_len"] or head_hash(fd, row["head_len"]) == row["head_hash"])
+                and (not row["offset"] or tail_hash(fd, row["offset"]) == row["tail_hash"]))
+
+    # ---- new files ----------------------------------------------------------------------
+    def _new_row(self, path: str, fd: int, st: os.stat_result, final: bool) -> dict[str, Any] | None:
+        key = (st.st_dev, st.st_ino)
+        since, size = self._waiting.get(key, (time.monotonic(), -1))
+        if size != st.st_size:
+            since = time.monotonic()
+        self._waiting[key] = (since, st.st_size)
+        settled = final or time.monotonic() - since >= self.idle_flush_s
+        origin = self._copied_from(fd, st, patience=not final and time.monotonic() - since < COPY_WAIT_S)
+        if origin == "wait":
+            return None
+        now = time.time()
+        base = dict(path=path, device=st.st_dev, inode=st.st_ino, head_len=0, head_hash="", offset=0,
+                    tail_hash="", size=st.st_size, lines=0, records=0, status="active", bad_lines=0,
+                    first_seen=now, updated=now)
+        if origin is not None:  # a copy-truncate copy: it continues the original's reading
+            values = dict(base, **{k: origin[k] for k in ("head_len", "head_hash", "offset", "tail_hash", "lines",
+                                                          "parser", "parser_state", "run", "attempt_prefix")},
+                          status="copy" if origin["status"] == "active" else "active",
+                          copy_of=origin["id"])
+            log.info("%s: a copy of %s, read from byte %d on", path, origin["path"], origin["offset"])
+        else:
+            lines, complete = head_lines(fd)
+            if not any(line.strip() for line in lines) and not final:
+                return None
+            parser = self.format or sniff(lines)
+            if parser is None and not (complete or settled):
+                return None  # too little to tell yet
+            values = dict(base, parser=parser.name if parser else None,
+                          run=os.path.basename(os.path.dirname(path)) or "default", attempt_prefix="")
+            if parser is None:
+                values.update(self._unknown_format(lines))
+        self._waiting.pop(key, None)
+        with self.engine.begin() as conn:
+            values["id"] = add_source(conn, **values)
+            if not values["attempt_prefix"]:
+                values["attempt_prefix"] = f"{os.path.basename(path)}:{values['id']}"
+                update_source(conn, values["id"], attempt_prefix=values["attempt_prefix"])
+        row = {column.name: None for column in _SOURCES.columns}
+        row.update(values)
+        return row
+
+    def _unknown_format(self, lines: list[str]) -> dict[str, Any]:
+        first = next((line for line in lines if line.strip()), "")
+        known = ", ".join(p.name for p in registry())
+        return dict(status="unknown_format", bad_lines=len(lines), first_bad_line=1,
+                    first_bad_reason=f"unknown log format (known: {known}; choose one with --format)",
+                    first_bad_example=example(first))
+
+    def _copied_from(self, fd: int, st: os.stat_result, patience: bool) -> dict[str, Any] | str | None:
+        """The row of the file this one is a copy of (same head, same bytes before its offset),
+        "wait" while it may still be being copied, or None for a genuinely new file."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(_SOURCES).where(
+                _SOURCES.c.head_len > 0, _SOURCES.c.parser.is_not(None),
+                _SOURCES.c.status.in_(("active", "rotated", "truncated", "replaced")),
+                ~((_SOURCES.c.device == st.st_dev) & (_SOURCES.c.inode == st.st_ino)),
+            ).order_by(_SOURCES.c.id.desc())).mappings().all()
+        heads: dict[int, str] = {}
+        for row in rows:
+            if st.st_size < row["head_len"]:  # too short to tell by hash: compare with the original
+                original = self._tails.get((row["device"], row["inode"]))
+                if (patience and original is not None and st.st_size > 0
+                        and os.pread(original.fd, st.st_size, 0) == os.pread(fd, st.st_size, 0)):
+                    return "wait"
+                continue
+            if row["head_len"] not in heads:
+                heads[row["head_len"]] = head_hash(fd, row["head_len"])
+            if heads[row["head_len"]] != row["head_hash"]:
+                continue
+            if st.st_size < row["offset"]:
+                return "wait" if patience else None
+            if tail_hash(fd, row["offset"]) == row["tail_hash"]:
+                return dict(row)
+        return None
+
+    # ---- files that left or changed ---------------------------------------------------------
+    def _file_left(self, tail: Tail) -> None:
+        """The path no longer holds this file: follow it, drain it or find its copy."""
+        self._by_path.pop(tail.path, None)
+        moved_to = same_file_in(os.path.dirname(tail.path), *tail.key)
+        if moved_to and self.targets.matches(moved_to):
+            tail.path = moved_to  # renamed within what we follow: it goes on there
+            self._by_path[moved_to] = tail
+            self._advance(tail, final=False)
+            return
+        if tail.row["status"] == "copy":
+            self._close(tail)
+            return
+        st = os.fstat(tail.fd)
+        if self._unchanged(tail.fd, st.st_size, tail.row):
+            self._advance(tail, final=True)  # drain what it still holds, through our descriptor
+            if not self._stop.is_set():  # stopped midway: the next start drains the rest
+                self._retire(tail.row, "rotated" if moved_to else "deleted")
+        else:
+            self._content_lost(tail.row, "truncated")
+        self._close(tail)
+
+    def _content_lost(self, row: dict[str, Any], status: str) -> None:
+        """The bytes after this row's offset are gone from its file (copy-truncate, rewrite):
+        hand its reading over to a copy of it, if there is one, and retire the row."""
+        tail = self._tails.get((row["device"], row["inode"]))
+        if tail is not None:
+            self._close(tail)
+        with self.engine.begin() as conn:
+            held = conn.execute(select(_SOURCES.c.id, _SOURCES.c.path).where(
+                _SOURCES.c.copy_of == row["id"], _SOURCES.c.status == "copy")).all()
+            for copy_id, _ in held:
+                update_source(conn, copy_id, status="active", **self._continuation(row))
+            update_source(conn, row["id"], status=status, updated=time.time())
+        for copy_id, copy_path in held:
+            copy_tail = next((t for t in self._tails.values() if t.row["id"] == copy_id), None)
+            if copy_tail is not None:
+                self._close(copy_tail)
+            log.info("%s: %s; its copy %s continues from byte %d", row["path"], status, copy_path, row["offset"])
+            self.sync(copy_path, final=True)
+        if not held:  # a copy not seen yet, beside the original (logrotate's train.log.1)
+            for path, st in siblings(os.path.dirname(row["path"])):
+                if (st.st_dev, st.st_ino) in self._tails or (st.st_dev, st.st_ino) == (row["device"], row["inode"]):
+                    continue
+                opened = open_file(path)
+                if opened is None:
+                    continue
+                fd, _ = opened
+                with self.engine.connect() as conn:
+                    known = conn.execute(select(_SOURCES.c.id).where(
+                        _SOURCES.c.device == st.st_dev, _SOURCES.c.inode == st.st_ino,
+                        _SOURCES.c.status.in_(_FOLLOWED))).first()
+                is_copy = known is None and self._unchanged(fd, st.st_size, row)
+                os.close(fd)
+                if is_copy:
+                    log.info("%s: %s; its copy %s continues from byte %d", row["path"], status, path, row["offset"])
+                    self.sync(path, final=True)
+                    return
+
+    @staticmethod
+    def _continuation(row: dict[str, Any]) -> dict[str, Any]:
+        return {k: row[k] for k in ("offset", "tail_hash", "lines", "parser", "parser_state", "run", "attempt_prefix")}
+
+    def _retire(self, row: dict[str, Any], status: str) -> None:
+        with self.engine.begin() as conn:
+            held = conn.execute(select(_SOURCES.c.id).where(
+                _SOURCES.c.copy_of == row["id"], _SOURCES.c.status == "copy")).scalars().all()
+            for copy_id in held:  # nothing to add: the original was read to its end
+                update_source(conn, copy_id, status="active", **self._continuation(row))
+            update_source(conn, row["id"], status=status, updated=time.time())
+        row["status"] = status
+
+    def _reconcile(self) -> None:
+        """At start: rows of followed paths whose file went away while we were not running."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(_SOURCES).where(_SOURCES.c.status.in_(("active", "unknown_format")))
+                                .order_by(_SOURCES.c.id)).mappings().all()
+        for row in map(dict, rows):
+            if not self.targets.matches(row["path"]):
+                continue
+            try:
+                st = os.stat(row["path"])
+                if (st.st_dev, st.st_ino) == (row["device"], row["inode"]):
+                    continue  # the same file: `sync` checks its content
+            except OSError:
+                pass
+            moved_to = same_file_in(os.path.dirname(row["path"]), row["device"], row["inode"])
+            if moved_to and self.targets.matches(moved_to):
+                continue  # `sync` finds it by inode at its new name
+            if moved_to and (opened := open_file(moved_to)):
+                tail = self._track(row, moved_to, opened[0])
+                self._by_path.pop(moved_to, None)
+                if self._unchanged(tail.fd, os.fstat(tail.fd).st_size, row):
+                    self._advance(tail, final=True)
+                    if not self._stop.is_set():
+                        self._retire(tail.row, "rotated")
+                    self._close(tail)
+                    continue
+                self._close(tail)
+            self._content_lost(row, "deleted")
+
+    # ---- reading --------------------------------------------------------------------------
+    def _advance(self, tail: Tail, final: bool) -> None:
+        if tail.row["status"] == "copy":
+            return  # held until its original is truncated
+        st = os.fstat(tail.fd)
+        grew = (st.st_size, st.st_mtime_ns) != (tail.size, tail.mtime_ns)
+        tail.size, tail.mtime_ns = st.st_size, st.st_mtime_ns
+        if grew:
+            tail.last_growth, tail.flushed = time.monotonic(), False
+        if tail.parser is None:
+            if grew or final:
+                self._resniff(tail, final)
+            return
+        if grew and not self._unchanged(tail.fd, st.st_size, tail.row):
+            path = tail.path
+            self._content_lost(tail.row, "truncated")
+            self.sync(path, final=final)  # the file starts over as a new source
+            return
+        while not self._stop.is_set():
+            lines, end = read_lines(tail.fd, tail.row["offset"], self.batch_bytes)
+            if not lines:
+                break
+            consumed = end - tail.row["offset"]
+            self._commit(tail, lines, end, flush=False)
+            if self.on_bytes:
+                self.on_bytes(consumed)
+        if final and not self._stop.is_set():
+            self._flush(tail)
+
+    def _flush(self, tail: Tail) -> None:
+        if not tail.flushed and tail.parser is not None and tail.row["status"] == "active":
+            self._commit(tail, [], tail.row["offset"], flush=True)
+        tail.flushed = True
+
+    def _flush_idle(self) -> None:
+        now = time.monotonic()
+        for tail in list(self._tails.values()):
+            if not tail.flushed and now - tail.last_growth >= self.idle_flush_s:
+                self._flush(tail)
+
+    def _resniff(self, tail: Tail, final: bool) -> None:
+        lines, complete = head_lines(tail.fd)
+        parser = sniff(lines)
+        if parser is None:
+            return
+        log.info("%s: recognised as %s after all", tail.path, parser.name)
+        values = dict(parser=parser.name, status="active", bad_lines=0, first_bad_line=None,
+                      first_bad_reason=None, first_bad_example=None, updated=time.time())
+        with self.engine.begin() as conn:
+            update_source(conn, tail.row["id"], **values)
+        tail.row.update(values)
+        tail.parser = self._parser(tail.row)
+        self._advance(tail, final)
+
+    def _commit(self, tail: Tail, lines: list[bytes | TooLong], end: int, *, flush: bool) -> None:
+        """Parse these lines and store their records with the new offset, in one transaction."""
+        row, parser = tail.row, tail.parser
+        records, bad = [], []
+        lineno = row["lines"]
+        for raw in lines:
+            lineno += 1
+            if type(raw) is TooLong:
+                bad.append((lineno, f"a line of {raw.length} bytes, longer than {MAX_LINE_BYTES}", b""))
+                continue
+            if raw.endswith(b"\r"):
+                raw = raw[:-1]
+            try:
+                records += parser.feed(raw.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                bad.append((lineno, f"invalid UTF-8 at byte {exc.start}", raw))
+            except BadLine as exc:
+                bad.append((lineno, str(exc) or "unreadable line", raw))
+            except Exception as exc:  # noqa: BLE001 — a parser bug must not stop the intake
+                bad.append((lineno, f"{parser.name} parser failed: {type(exc).__name__}: {exc}", raw))
+        if flush:
+            try:
+                records += parser.flush()
+            except Exception as exc:  # noqa: BLE001
+                log.error("%s: %s parser failed to flush: %s: %s", tail.path, parser.name, type(exc).__name__, exc)
+        values: dict[str, Any] = dict(path=tail.path, offset=end, lines=lineno, records=row["records"] + len(records),
+                                      parser_state=parser.get_state(), size=tail.size, updated=time.time(),
+                                      tail_hash=tail_hash(tail.fd, end))
+        if row["head_len"] < HEAD_BYTES and end > row["head_len"]:
+            values["head_len"] = min(end, HEAD_BYTES)
+            values["head_hash"] = head_hash(tail.fd, values["head_len"])
+        if bad:
+            values["bad_lines"] = row["bad_lines"] + len(bad)
+            if row["first_bad_line"] is None:
+                lineno_, reason, raw = bad[0]
+                values.update(first_bad_line=lineno_, first_bad_reason=example(reason), first_bad_example=example(raw))
+                log.warning("%s:%d: bad line skipped (%s); `trainledger status` counts them",
+                            tail.path, lineno_, example(reason))
+        if records:
+            values["last_record_ts"] = max(r.ts for r in records)
+        try:
+            with self.engine.begin() as conn:
+                insert_records(conn, records, source_id=row["id"], first_seq=row["records"])
+                update_source(conn, row["id"], **values)
+        except BaseException:
+            tail.parser = self._parser(row)  # back to the state committed with the offset
+            raise
+        row.update(values)
+
+    def _close(self, tail: Tail) -> None:
+        if self._tails.get(tail.key) is tail:
+            del self._tails[tail.key]
+        if self._by_path.get(tail.path) is tail:
+            del self._by_path[tail.path]
+        try:
+            os.close(tail.fd)
+        except OSError:
+            pass

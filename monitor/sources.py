@@ -1,0 +1,248 @@
+"""Where log lines come from: which files a PATH/folder/glob means, how a file is recognised
+across renames and truncation, reading whole lines from an offset, and the watchdog feed.
+
+Nothing here touches the store; `monitor/intake.py` decides what the bytes mean.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import hashlib
+import os
+import queue
+import stat
+from dataclasses import dataclass
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+HEAD_BYTES = 1024
+"""A file is known by its (device, inode) and the hash of (up to) its first HEAD_BYTES bytes."""
+TAIL_BYTES = 256
+"""…and where it was last read, by the hash of the TAIL_BYTES before that offset."""
+MAX_LINE_BYTES = 1 << 20
+"""A longer line is a bad line; it is skipped without ever being held in memory whole."""
+
+_SKIPPED_SUFFIXES = (".db", ".db-wal", ".db-shm", ".db-journal", ".pt", ".pth", ".ckpt", ".bin",
+                     ".safetensors", ".distcp", ".npy", ".npz", ".parquet", ".arrow", ".gz", ".zip",
+                     ".tar", ".bz2", ".xz", ".zst", ".lock")
+"""In a watched folder, files that are never logs (checkpoints, databases, archives)."""
+
+
+def digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def head_hash(fd: int, length: int) -> str:
+    return digest(os.pread(fd, length, 0))
+
+
+def tail_hash(fd: int, offset: int) -> str:
+    """The hash of the bytes just before `offset` (empty at offset 0)."""
+    start = max(0, offset - TAIL_BYTES)
+    return digest(os.pread(fd, offset - start, start))
+
+
+@dataclass(frozen=True)
+class TooLong:
+    """Stands in for a line longer than MAX_LINE_BYTES."""
+
+    length: int
+
+
+def read_lines(fd: int, offset: int, max_bytes: int) -> tuple[list[bytes | TooLong], int]:
+    """The complete lines (without their newline) from `offset`, reading at most about
+    `max_bytes`, and the offset just after the last of them. A partial last line is left
+    for later: the returned offset stops before it."""
+    data = os.pread(fd, max_bytes, offset)
+    last_newline = data.rfind(b"\n")
+    if last_newline >= 0:
+        return data[:last_newline].split(b"\n"), offset + last_newline + 1
+    if len(data) < max_bytes:
+        return [], offset  # a partial line, still being written
+    position = offset + len(data)
+    while True:  # one line longer than max_bytes: find its end without keeping it
+        more = os.pread(fd, 1 << 20, position)
+        if not more:
+            return [], offset
+        newline = more.find(b"\n")
+        if newline >= 0:
+            end = position + newline + 1
+            length = end - 1 - offset
+            if length > MAX_LINE_BYTES:
+                return [TooLong(length)], end
+            return [os.pread(fd, length, offset)], end
+        position += len(more)
+
+
+def head_lines(fd: int, max_lines: int = 50, max_bytes: int = 64 << 10) -> tuple[list[str], bool]:
+    """The first complete lines, decoded leniently, for sniffing the format; and whether the
+    head is as long as a sniff ever gets (so a file of no known format can be called so)."""
+    data = os.pread(fd, max_bytes, 0)
+    complete = data[:data.rfind(b"\n") + 1] if b"\n" in data else b""
+    lines = [line.rstrip(b"\r").decode("utf-8", "replace") for line in complete.split(b"\n")[:-1]]
+    return lines[:max_lines], len(lines) >= max_lines or len(data) >= max_bytes
+
+
+def is_regular(path: str | os.PathLike) -> os.stat_result | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st if stat.S_ISREG(st.st_mode) else None
+
+
+class Targets:
+    """What the user asked to follow: files (which may not exist yet), folders (every file
+    below them but hidden and binary ones) and globs (`logs/*.log`, `runs/**/train.log`)."""
+
+    def __init__(self, patterns: list[str | os.PathLike]) -> None:
+        self.files_: set[str] = set()
+        self.folders: list[str] = []
+        self.globs: list[str] = []
+        for pattern in patterns:
+            text = os.path.abspath(os.path.expanduser(os.fspath(pattern)))
+            if glob.has_magic(text):
+                self.globs.append(text)
+            elif os.path.isdir(text):
+                self.folders.append(text)
+            elif os.path.isdir(os.path.dirname(text)):
+                self.files_.add(text)
+            else:
+                raise FileNotFoundError(f"no such file, folder or parent folder: {pattern}")
+
+    def matches(self, path: str) -> bool:
+        path = os.path.abspath(path)
+        if path in self.files_:
+            return True
+        name = os.path.basename(path)
+        if any(path.startswith(folder + os.sep) for folder in self.folders):
+            return not name.startswith(".") and not name.endswith(_SKIPPED_SUFFIXES)
+        return any(fnmatch.fnmatchcase(path, pattern) and (pattern.count(os.sep) == path.count(os.sep)
+                                                           or "**" in pattern)
+                   for pattern in self.globs)
+
+    def files(self) -> list[str]:
+        """Every regular file matched now, sorted."""
+        found = {path for path in self.files_ if is_regular(path)}
+        for folder in self.folders:
+            for root, dirs, names in os.walk(folder):
+                dirs[:] = [d for d in dirs if not d.startswith(".")]
+                found.update(p for name in names if self.matches(p := os.path.join(root, name)) and is_regular(p))
+        for pattern in self.globs:
+            found.update(p for p in glob.glob(pattern, recursive=True) if is_regular(p))
+        return sorted(found)
+
+    def roots(self) -> list[tuple[str, bool]]:
+        """(folder, recursive) to put a watchdog watch on."""
+        roots = {os.path.dirname(path): False for path in self.files_}
+        for folder in self.folders:
+            roots[folder] = True
+        for pattern in self.globs:
+            parts = pattern.split(os.sep)
+            static = [p for p in parts[:next(i for i, p in enumerate(parts) if glob.has_magic(p))]]
+            root = os.sep.join(static) or os.sep
+            deep = len(parts) - len(static) > 1 or "**" in pattern
+            if os.path.isdir(root):
+                roots[root] = roots.get(root, False) or deep
+        # a recursive root covers everything below it
+        recursive = [r for r, deep in roots.items() if deep]
+        return sorted((r, deep) for r, deep in roots.items()
+                      if not any(r != top and r.startswith(top + os.sep) for top in recursive))
+
+
+RESCAN = "\0rescan"
+"""Put on the feed when something other than one file changed (a folder appeared)."""
+
+
+class ChangeFeed(FileSystemEventHandler):
+    """Paths that watchdog saw change, collected from the observer's thread."""
+
+    def __init__(self, targets: Targets) -> None:
+        self.targets = targets
+        self._queue: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._observer = Observer()
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("opened", "closed_no_write"):
+            return
+        if event.is_directory:
+            if event.event_type in ("created", "moved", "deleted"):
+                self._queue.put(RESCAN)
+            return
+        for path in (event.src_path, getattr(event, "dest_path", "")):
+            if path:
+                self._queue.put(os.fsdecode(path))
+
+    def start(self) -> None:
+        for root, recursive in self.targets.roots():
+            self._observer.schedule(self, root, recursive=recursive)
+        self._observer.start()
+
+    def stop(self) -> None:
+        self._observer.stop()
+        if self._observer.is_alive():
+            self._observer.join(timeout=5)
+
+    def put(self, path: str) -> None:
+        self._queue.put(path)
+
+    def changed(self, timeout: float) -> set[str]:
+        """The paths changed since the last call, waiting up to `timeout` for the first one."""
+        paths: set[str] = set()
+        try:
+            paths.add(self._queue.get(timeout=timeout))
+        except queue.Empty:
+            return paths
+        while True:
+            try:
+                paths.add(self._queue.get_nowait())
+            except queue.Empty:
+                return paths
+
+
+def same_file_in(folder: str, device: int, inode: int) -> str | None:
+    """Where in `folder` the file (device, inode) is now (after a rename), if anywhere."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if st.st_ino == inode and st.st_dev == device and stat.S_ISREG(st.st_mode):
+            return entry.path
+    return None
+
+
+def siblings(folder: str) -> list[tuple[str, os.stat_result]]:
+    """The regular files in `folder` (candidates for a copy made by copy-truncate)."""
+    found = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return found
+    for entry in entries:
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            found.append((entry.path, st))
+    return sorted(found)
+
+
+def open_file(path: str) -> tuple[int, os.stat_result] | None:
+    """A read-only descriptor on `path` and its stat, or None when it is not a readable file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        return None
+    return fd, st
