@@ -35,11 +35,14 @@ def clean(line: str) -> str:
 
 
 def split_rank(line: str) -> tuple[int | None, str]:
-    """torchrun's `[rank3]:` / `[default3]:` prefixes (possibly nested) → (3, rest)."""
+    """torchrun's `[rank3]:` / `[default3]:` prefixes (possibly nested) → (3, rest). PyTorch
+    writes a rank's stderr as `[rank3]: ` + line: that one space is the prefix's too."""
     rank = None
     while line.startswith("[") and (match := _RANK_PREFIX_RE.match(line)):
         rank = int(match.group(1))
         line = line[match.end():]
+        if line.startswith(" "):
+            line = line[1:]
     return rank, line
 
 

@@ -41,6 +41,7 @@ def test_every_format_reads_every_ending(parser_class):
         "faults/multiline_message_traceback.log": ("fault", "exception"),
         "faults/nccl_watchdog_glog.log": ("fault", "nccl_timeout"),
         "faults/nccl_watchdog_nemo_progress.log": ("fault", "nccl_timeout"),
+        "faults/rank_prefixed_chained_childfailed.log": ("fault", "exception"),
         "faults/torchrun_sighup.log": ("stop", "SIGHUP"),
         "megatron/ctrl_c_sigint.log": ("stop", "SIGINT"),
     }
@@ -57,6 +58,14 @@ def test_child_failed_error_names_the_root_cause():
     assert fault.ts == 1711471850.0  # its "time : 2024-03-26_16:50:50"
     assert fault.fields["traceback"].startswith("Traceback (most recent call last):")
     assert "Signal 9 (SIGKILL)" in fault.fields["traceback"]
+
+
+def test_rank_prefixed_chained_traceback_then_torchrun_is_one_fault_of_the_root_exception():
+    (fault,) = parse(fixture("faults/rank_prefixed_chained_childfailed.log"))
+    assert (fault.rank, fault.fields["exc_type"]) == (0, "RuntimeError")
+    assert fault.fields["message"] == "Error building extension 'fused_adam'"
+    assert "subprocess.CalledProcessError" in fault.fields["traceback"]  # the chained cause is kept
+    assert fault.fields["traceback"].splitlines()[0] == "Traceback (most recent call last):"
 
 
 def test_oom_fault_keeps_type_message_and_head_of_traceback():
@@ -178,7 +187,8 @@ def test_cleaning_colour_codes_cr_and_rank_prefixes():
     assert clean("Model llama3 8B [31msize: 8,030,261,248") == "Model llama3 8B size: 8,030,261,248"
     assert clean("[rank0]:[titan] 2025") == "[rank0]:[titan] 2025"
     assert split_rank("[default3]:[rank3]:hello") == (3, "hello")
-    assert split_rank("[rank12]: x") == (12, " x")
+    assert split_rank("[rank12]: x") == (12, "x")
+    assert split_rank("[rank0]:   File \"t.py\"") == (0, '  File "t.py"')
 
 
 def test_timestamps():
