@@ -1,9 +1,11 @@
 """Our own format: one event-schema v1 record per line (what `trainer/` writes).
 
 Checked here, cheaply, per line: it is a JSON object of schema version 1 with a known kind,
-the common fields have the right types and the kind's required fields are present. Full
-JSON-Schema validation (`eventschema.errors`) is too slow for a million-line backlog and is
-the trainer's tests' job. A truncated or non-JSON line is a `BadLine`.
+the common fields have the right types, the kind's required fields are present, and its
+numeric figures are numbers or null — a number written as a string ("2.5") is taken as the
+number, anything else is a bad line, so the store never receives a figure it cannot hold.
+Full JSON-Schema validation (`eventschema.errors`) is too slow for a million-line backlog and
+is the trainer's tests' job. A truncated or non-JSON line is a `BadLine`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,19 @@ from monitor.records import Record
 _REQUIRED_BY_KIND: dict[str, tuple[str, ...]] = {
     kind: tuple(schema()["$defs"][kind].get("required", ())) for kind in KINDS
 }
+
+
+def _typed_fields(kind: str, wanted: str) -> tuple[str, ...]:
+    """The kind's fields the schema types as nullable numbers ("number") or integers."""
+    properties = schema()["$defs"][kind].get("properties", {})
+    if wanted == "number":
+        return tuple(name for name, spec in properties.items() if spec.get("$ref") == "#/$defs/num")
+    return tuple(name for name, spec in properties.items()
+                 if spec.get("type") == ["integer", "null"] and name != "step")
+
+
+_NUMBERS = {kind: _typed_fields(kind, "number") for kind in KINDS}
+_INTEGERS = {kind: _typed_fields(kind, "integer") for kind in KINDS}
 
 
 def _is_number(value: Any) -> bool:
@@ -53,9 +68,34 @@ def parse_event(line: str | bytes) -> dict[str, Any]:
     if missing:
         raise BadLine(f"{kind} record without {', '.join(missing)}")
     step = event.get("step")
-    if step is not None and (not isinstance(step, int) or isinstance(step, bool)):
-        raise BadLine(f"{kind} record with a non-integer step {step!r}")
+    if step is not None and (not isinstance(step, int) or isinstance(step, bool) or not 0 <= step < 2**53):
+        raise BadLine(f"{kind} record with a step that is not a step number: {str(step)[:40]!r}")
+    for name in _NUMBERS[kind]:
+        if name in event:
+            event[name] = _number(kind, name, event[name], float)
+    for name in _INTEGERS[kind]:
+        if name in event:
+            event[name] = _number(kind, name, event[name], int)
     return event
+
+
+def _number(kind: str, name: str, value: Any, type_: type) -> Any:
+    """The figure as the schema types it; a numeric string becomes the number ("nan" → null)."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise BadLine(f"{kind} record with a {name} that is not a number: {value[:40]!r}") from None
+        if value - value != 0.0:
+            return None
+        if type_ is int and value.is_integer():
+            value = int(value)
+    if value is None or type_ is float and _is_number(value):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63:
+        return value
+    raise BadLine(f"{kind} record with a {name} that is not {'an integer' if type_ is int else 'a number'}: "
+                  f"{str(value)[:40]!r}")
 
 
 class JsonlParser(Parser):

@@ -52,12 +52,24 @@ def test_our_trainers_real_output_parses_whole():
     ('{"v":1,"kind":"step","run":"r","attempt":"a","ts":"yesterday","step":1,"loss":1}', "'ts'"),
     ('{"v":1,"kind":"step","run":"r","attempt":"a","ts":1,"rank":-1,"step":1,"loss":1}', "rank"),
     ('{"v":1,"kind":"step","run":"r","attempt":"a","ts":1,"step":1}', "without loss"),
-    ('{"v":1,"kind":"step","run":"r","attempt":"a","ts":1,"step":1.5,"loss":1}', "non-integer step"),
+    ('{"v":1,"kind":"step","run":"r","attempt":"a","ts":1,"step":1.5,"loss":1}', "not a step number"),
+    ('{"v":1,"kind":"step","run":"r","attempt":"a","ts":1,"step":-1,"loss":1}', "not a step number"),
+    ('{"v":1,"kind":"step","run":"r","attempt":"a","ts":1,"step":1,"loss":"low"}', "loss that is not a number"),
+    ('{"v":1,"kind":"step","run":"r","attempt":"a","ts":1,"step":1,"loss":true}', "loss that is not a number"),
+    ('{"v":1,"kind":"step","run":"r","attempt":"a","ts":1,"step":1,"loss":1,"largest_length":2.5}', "not an integer"),
+    ('{"v":1,"kind":"step","run":"r","attempt":"a","ts":1,"step":1,"loss":1,"num_consumed_tokens":18446744073709551615}',
+     "not an integer"),
     ("Traceback (most recent call last):", "not JSON"),
 ])
 def test_bad_lines_are_refused_with_a_reason(line, reason):
     with pytest.raises(BadLine, match=reason):
         _parser().feed(line)
+
+
+def test_numbers_written_as_strings_are_numbers():
+    (record,) = _parser().feed('{"v":1,"kind":"step","run":"r","attempt":"a","ts":1,"step":3,"loss":"2.5",'
+                               '"mfu":"nan","num_consumed_tokens":"1024"}')
+    assert record.fields == {"loss": 2.5, "mfu": None, "num_consumed_tokens": 1024}
 
 
 def test_good_lines_around_a_bad_one_are_kept_and_host_defaults():
