@@ -1,4 +1,5 @@
-"""`trainledger ledger RUN` against a real SQLite store holding seed 000's rebuilt logs."""
+"""`trainledger ledger RUN`: formats and options, against a real SQLite store into which the
+intake ingested seed 000's rebuilt logs."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import typer
 from typer.testing import CliRunner
 
 from monitor.cli import register
-from monitor.records import Record
-from monitor.store import insert_records, open_store
+from monitor.intake import Intake
+from monitor.sources import Targets
+from monitor.store import open_store
 
 SEED = Path(__file__).resolve().parents[2] / "sample_logs" / "seed000" / "logs"
 RUN = "ling-1b-v1"
@@ -21,12 +23,10 @@ RUN = "ling-1b-v1"
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> str:
+    """Seed 000's logs ingested into a real SQLite file by the intake."""
     path = str(tmp_path_factory.mktemp("ledger") / "seed000.db")
     engine = open_store(path)
-    with engine.begin() as conn:
-        for log in sorted(SEED.glob("*.jsonl")):
-            with log.open() as lines:  # validated against the schema in test_accounting_seed000.py
-                insert_records(conn, [Record.from_event(json.loads(line)) for line in lines])
+    Intake(engine).ingest(Targets([SEED]))
     engine.dispose()
     return path
 

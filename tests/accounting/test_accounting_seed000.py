@@ -1,4 +1,5 @@
-"""Acceptance: seed 000's ledger and pie, from the rebuilt logs in sample_logs/seed000 alone."""
+"""The sample logs: generated deterministically, valid, and seed 000 followed live.
+The acceptance (ingest, then ledger) is test_accounting_acceptance.py."""
 
 from __future__ import annotations
 
@@ -10,22 +11,10 @@ from pathlib import Path
 import pytest
 
 import eventschema
-from monitor.accounting import compute_ledger
 from monitor.records import Record
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT / "sample_logs" / "seed000"
-
-
-def check_seed000(ledger) -> None:
-    pie = ledger.pie_days
-    assert pie["training"] == pytest.approx(26.41, abs=0.01)
-    assert pie["interrupted_or_waiting"] == pytest.approx(6.60, abs=0.01)
-    assert pie["nobody_at_work"] == pytest.approx(1.54, abs=0.01)
-    assert (ledger.launches, ledger.faults, ledger.manual_stops) == (18, 5, 2)
-    starts = {ledger.attempt_ids[i]: missing for i, missing in ledger.restore_gaps.items()}
-    assert starts == {f"ling-1b-v1-launch-{n:02d}": ["optimizer", "lr_scheduler"] for n in (2, 3, 4)}
-    assert ledger.timezone == "+08:00"
 
 
 def test_the_committed_logs_are_what_the_generator_writes(tmp_path):
@@ -36,13 +25,11 @@ def test_the_committed_logs_are_what_the_generator_writes(tmp_path):
         assert path.read_bytes() == (SEED / "logs" / path.name).read_bytes(), path.name
 
 
-def test_seed000_pie_and_counts_from_the_generated_records():
-    records = []
+def test_every_line_of_the_seed000_logs_is_a_valid_schema_v1_event():
     for path in sorted((SEED / "logs").glob("*.jsonl")):
         with path.open() as lines:
-            records += [Record.from_event(e) for e in eventschema.validate_lines(lines, source=str(path))]
-    records.sort(key=lambda r: r.ts)
-    check_seed000(compute_ledger(records))
+            events = eventschema.validate_lines(lines, source=str(path))
+        assert events[0]["kind"] == "launch" and events[0]["timezone"] == "+08:00"
 
 
 @pytest.mark.parametrize("folder, name", [("internlm_20b", "train_20B.log"),
