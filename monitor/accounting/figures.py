@@ -191,8 +191,8 @@ def _rows(timeline: Timeline, attempts: list[Attempt], gaps: dict[int, list[str]
             continue
         nxt = attempts[a.index + 1] if a.index + 1 < len(attempts) else None
         down_end = timeline.end if nxt is None else (nxt.first_step_ts or nxt.start)
-        if down_end <= o.down_begin:
-            continue
+        if down_end <= o.down_begin and (nxt is not None or o.end == "finished"):
+            continue  # a run's final fault or stop keeps its row, to show why it ended
         off_s = off.get(a.index, 0.0)
         cause = evidence(o) + (f" (first {hours(off_s)} off-hours)" if off_s else "")
         rows.append(LedgerRow(o.down_begin, down_end - o.down_begin, DOWNTIME_OF_END[o.end],

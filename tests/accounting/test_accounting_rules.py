@@ -185,3 +185,14 @@ def test_a_live_run_stalled_at_night_becomes_off_hours_once_declared_a_fault():
     ledger = compute_ledger(run.sorted(), UTC, now=at("2024-06-04 02:00"))
     assert ledger.current_state == "off_hours"
     assert spans(ledger, "off_hours") == [(at("2024-06-03 23:00"), at("2024-06-04 02:00"))]
+
+
+def test_a_run_that_ended_in_a_fault_shows_why_in_its_last_row():
+    run = Run().launch(at("2024-06-03 10:00")).steps(at("2024-06-03 10:01"), at("2024-06-03 11:00"))
+    run.fault(at("2024-06-03 11:00"), cause="oom")
+    ledger = compute_ledger(run.sorted(), UTC)
+    last = ledger.rows[-1]
+    assert (last.state, last.duration) == ("fault", 0.0)
+    assert last.cause == "fault: oom — RuntimeError: boom"  # the first line of the evidence only
+    finished = Run().launch(at("2024-06-03 10:00")).steps(at("2024-06-03 10:01"), at("2024-06-03 11:00"))
+    assert compute_ledger(finished.finish(at("2024-06-03 11:00")).sorted(), UTC).rows[-1].state == "training"
