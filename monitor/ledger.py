@@ -17,7 +17,8 @@ from rich.console import Console, Group
 from rich.markup import escape
 from rich.table import Table
 
-from monitor.accounting import Ledger, MaintenanceWindow, Policy, compute_ledger, parse_timezone
+from monitor.accounting import DAY, Ledger, MaintenanceWindow, Policy, compute_ledger, parse_timezone
+from monitor.accounting.figures import hours
 
 FORMATS = ("table", "csv", "json", "markdown")
 MARKS = {"training": "✔", "startup": "🔧", "fault": "✖ 🔧", "waiting": "🔧", "manual": "➖"}
@@ -48,11 +49,14 @@ def table_rows(ledger: Ledger) -> list[dict]:
 
 def summary_lines(ledger: Ledger) -> list[tuple[str, str]]:
     pie = ledger.pie_days
-    lines = [("training", f"{pie['training']:.2f} days"),
-             ("interrupted / waiting", f"{pie['interrupted_or_waiting']:.2f} days"),
-             ("nobody at work (off hours)", f"{pie['nobody_at_work']:.2f} days")]
+
+    def days(key: str) -> str:
+        return f"{pie[key]:.2f} days ({hours(pie[key] * DAY)})"
+
+    lines = [("training", days("training")), ("interrupted / waiting", days("interrupted_or_waiting")),
+             ("nobody at work (off hours)", days("nobody_at_work"))]
     if "maintenance" in pie:
-        lines.append(("planned maintenance (excluded)", f"{pie['maintenance']:.2f} days"))
+        lines.append(("planned maintenance (excluded)", days("maintenance")))
     lines += [("goodput", f"{ledger.goodput:.1%}"), ("ETTR", f"{ledger.ettr:.1%}"),
               ("launches / faults / manual stops", f"{ledger.launches} / {ledger.faults} / {ledger.manual_stops}")]
     if ledger.mtbf_s is not None:
