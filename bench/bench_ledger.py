@@ -67,7 +67,8 @@ def live_cost_per_record(records: list[Record], new: int) -> float:
 def main(quick: bool = False) -> str:
     n = 100_000 if quick else 1_000_000
     records = synthetic_run(n)
-    full = _best(lambda: compute_ledger(records, POLICY), 1 if quick else 3)
+    repeat = 1 if quick else 3
+    full = _best(lambda: compute_ledger(records, POLICY), repeat)
     small_run = synthetic_run(10_000)
     small = min(live_cost_per_record(small_run, 2000) for _ in range(3))
     large = min(live_cost_per_record(records, 2000) for _ in range(3))
@@ -81,7 +82,7 @@ def main(quick: bool = False) -> str:
         "",
         "| measure | value | target |",
         "| -- | -- | -- |",
-        f"| full recomputation of the ledger, {n:,} steps (best of 3) | {full:.2f} s | ≤ 2 s |",
+        f"| full recomputation of the ledger, {n:,} steps (best of {repeat}) | {full:.2f} s | ≤ 2 s |",
         f"| live update per new record (add + snapshot), 10k-step run folded | {small * 1e6:.0f} µs | — |",
         f"| live update per new record (add + snapshot), {n // 1000:,}k-step run folded | {large * 1e6:.0f} µs | — |",
         f"| ratio large / small | {large / small:.2f} | ≈ 1 (constant) |",
