@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -19,20 +20,37 @@ def train(
     overrides: Optional[List[str]] = typer.Argument(None, help="group.key=value, e.g. data.total_steps=20"),
     plan: bool = typer.Option(False, "--plan", help="print size, FLOPs and memory arithmetic instead of training"),
     world_size: int = typer.Option(1, "--world-size", help="devices assumed by --plan"),
+    resume: Optional[str] = typer.Option(
+        None, "--resume", help="'auto' (newest whole checkpoint of train.out_dir) or one checkpoint folder"),
+    init_from: Optional[str] = typer.Option(
+        None, "--init-from", help="a checkpoint folder: start a new run from its model weights only"),
+    no_load_optimizer: bool = typer.Option(
+        False, "--no-load-optimizer", help="resume everything but the optimizer state (recorded as a gap)"),
 ) -> None:
     """Train the GPT described by a config; under torchrun every process runs this."""
-    from trainer.config import ConfigError, check_data_path, load_config
+    from trainer.config import ConfigError, check_data_path, load_config, validate
 
     try:
         cfg = load_config(config, overrides or [])
+        cfg.checkpoint.resume = cfg.checkpoint.resume if resume is None else resume
+        cfg.checkpoint.init_from = cfg.checkpoint.init_from if init_from is None else init_from
+        cfg.checkpoint.load_optimizer = cfg.checkpoint.load_optimizer and not no_load_optimizer
+        validate(cfg)
         if plan:
             _print_plan(cfg, world_size)
             return
         check_data_path(cfg)
-        from trainer.loop import train as run_training  # imports torch: after the cheap checks
-
-        run_training(cfg)
     except ConfigError as exc:
+        _fail(str(exc))
+    from trainer.checkpoint import CheckpointError, RunComplete
+    from trainer.loop import train as run_training  # imports torch: after the cheap checks
+
+    try:
+        run_training(cfg)
+    except RunComplete as exc:  # not a failure: the job is done (every rank knows; rank 0 says it)
+        if os.environ.get("RANK", "0") == "0":
+            typer.echo(str(exc))
+    except (ConfigError, CheckpointError) as exc:
         _fail(str(exc))
 
 

@@ -92,7 +92,14 @@ class TrainConfig:
 
 @dataclass
 class CheckpointConfig:
-    checkpoint_every: int = 0  # steps between checkpoints; 0 = never
+    """Where a run saves and resumes (docs/checkpoints.md); none of it changes what is trained."""
+
+    checkpoint_every: int = 0  # steps between checkpoints (and one at the end / on a signal); 0 = never
+    keep_checkpoint_max: int = 3  # newest checkpoints kept; 0 = keep all
+    async_save: bool = True  # the loop waits only while tensors are copied out; a thread writes
+    resume: str = ""  # "" = fresh start, "auto" = newest whole checkpoint, or one checkpoint folder
+    init_from: str = ""  # a checkpoint folder: its model weights only, fresh optimizer, from step 0
+    load_optimizer: bool = True  # false: resume everything but the optimizer (recorded as a gap)
 
 
 @dataclass
@@ -101,6 +108,7 @@ class DebugConfig:
     fail_rank: int = -1  # the rank that raises; -1 = every rank
     record_sample_ids: bool = False  # each rank writes the sample ids it trained on
     step_delay_s: float = 0.0  # sleep per step, to give tests time to send a signal
+    stop_at_step: int = -1  # stop after this step as on SIGTERM (checkpoint, `stop` record): resume tests
 
 
 @dataclass
@@ -118,9 +126,10 @@ class Config:
         return dataclasses.asdict(self)
 
     def digest(self) -> str:
-        """Identifies what is trained: everything except where it is written and debug knobs."""
+        """Identifies what is trained: everything except where it is written, checkpointing and debug knobs."""
         d = self.to_dict()
         d.pop("debug")
+        d.pop("checkpoint")
         d["train"] = {k: v for k, v in d["train"].items() if k not in ("out_dir", "events", "print_every")}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -217,6 +226,9 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"{where}: must be at least 1, got {value}")
     if cfg.train.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"train.device: expected auto, cpu or cuda, got {cfg.train.device!r}")
+    if cfg.checkpoint.resume and cfg.checkpoint.init_from:
+        raise ConfigError("checkpoint.resume and checkpoint.init_from exclude each other: "
+                          "resume continues a run, init_from starts a new one from its weights")
 
 
 def parse_batches(text: str, available: int, where: str = "data.batch") -> list[int]:

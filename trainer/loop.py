@@ -22,6 +22,8 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from trainer import distributed, metrics
+from trainer.checkpoint import CheckpointError, release_group
+from trainer.checkpoint.policy import LoopCheckpoints, resume_run
 from trainer.config import Config, ConfigError
 from trainer.data import IGNORE, DataSet, GlobalSampler, load
 from trainer.events import Recorder, new_attempt_id, run_id_for
@@ -229,6 +231,7 @@ def evaluate(run: Run, state: TrainState) -> dict:
 def run_loop(run: Run, state: TrainState) -> Summary:
     cfg, env, recorder = run.cfg, run.env, run.recorder
     summary = Summary(end="stop")
+    checkpoints = LoopCheckpoints(cfg, recorder, env.is_lead, state.config_digest)
     t_start = time.perf_counter()
     with StopSignals() as stop:
         try:
@@ -241,6 +244,8 @@ def run_loop(run: Run, state: TrainState) -> Summary:
                     break
                 fields = train_step(run, state, stop)
                 stop_requested = fields.pop("stop_requested")
+                if state.step == cfg.debug.stop_at_step:
+                    stop_requested, stop.reason = True, stop.reason or "debug.stop_at_step"
                 summary.steps += 1
                 summary.losses.append(fields["loss"])
                 if env.is_lead:
@@ -251,10 +256,13 @@ def run_loop(run: Run, state: TrainState) -> Summary:
                     result = evaluate(run, state)
                     if env.is_lead:
                         recorder.record("eval", **result)
+                checkpoints.after_step(state)
                 if stop_requested:
+                    checkpoints.at_end(state, "stop")  # SIGINT/SIGTERM: checkpoint before exiting
                     if env.is_lead:
                         recorder.record("stop", reason=stop.reason or "signal on another rank", step=state.step)
                     break
+            checkpoints.at_end(state, summary.end)
         except Exception as exc:
             recorder.fault(exc, state.step)
             raise
@@ -269,11 +277,19 @@ def train(cfg: Config) -> Summary:
     env = distributed.init(cfg.train.device)
     try:
         run, state = start(cfg, env)
+        resumed = resume_run(cfg, state, run.global_batch)  # raises RunComplete when nothing is left
+        run.resume_from = resumed.source if resumed else None
         record_launch(run, state)
+        if resumed is not None and env.is_lead:
+            run.recorder.record("resume", **resumed.event_fields())
         summary = run_loop(run, state)
         if env.is_lead:
             print(f"events: {run.recorder.path}", flush=True)
         run.recorder.close()
+        release_group()
         return summary
+    except CheckpointError:  # every rank took this decision together: leave together
+        release_group()
+        raise
     finally:
         distributed.close(env)
