@@ -222,7 +222,7 @@ class Intake:
             since = time.monotonic()
         self._waiting[key] = (since, st.st_size)
         settled = final or time.monotonic() - since >= self.idle_flush_s
-        origin = self._copied_from(fd, st, patience=not final and time.monotonic() - since < COPY_WAIT_S)
+        origin = self._copied_from(path, fd, st, patience=not final and time.monotonic() - since < COPY_WAIT_S)
         if origin == "wait":
             return None
         now = time.time()
@@ -263,7 +263,7 @@ class Intake:
                     first_bad_reason=f"unknown log format (known: {known}; choose one with --format)",
                     first_bad_example=example(first))
 
-    def _copied_from(self, fd: int, st: os.stat_result, patience: bool) -> dict[str, Any] | str | None:
+    def _copied_from(self, path: str, fd: int, st: os.stat_result, patience: bool) -> dict[str, Any] | str | None:
         """The row of the file this one is a copy of (same head, same bytes before its offset),
         "wait" while it may still be being copied, or None for a genuinely new file."""
         with self.engine.connect() as conn:
@@ -273,7 +273,10 @@ class Intake:
                 ~((_SOURCES.c.device == st.st_dev) & (_SOURCES.c.inode == st.st_ino)),
             ).order_by(_SOURCES.c.id.desc())).mappings().all()
         heads: dict[int, str] = {}
+        folder = os.path.dirname(path)
         for row in rows:
+            if os.path.dirname(row["path"]) != folder:
+                continue  # copy-truncate leaves its copy beside the original
             if st.st_size < row["head_len"]:  # too short to tell by hash: compare with the original
                 original = self._tails.get((row["device"], row["inode"]))
                 if (patience and original is not None and st.st_size > 0

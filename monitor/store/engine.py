@@ -54,7 +54,7 @@ def _password(url: str) -> str | None:
         return None
 
 
-def _json_dumps(value) -> str:
+def json_dumps(value) -> str:
     try:
         return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
     except TypeError:  # an integer beyond 64 bits, say: the slow, general encoder
@@ -72,7 +72,7 @@ def _sqlite_engine(url: str, read_only: bool) -> Engine:
         url = f"sqlite:///file:{path}?mode=ro&uri=true"
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, json_serializer=_json_dumps, json_deserializer=orjson.loads,
+    engine = create_engine(url, json_serializer=json_dumps, json_deserializer=orjson.loads,
                            connect_args={"timeout": 30})
 
     @event.listens_for(engine, "connect")
@@ -130,7 +130,7 @@ def open_store(url_or_path: str | os.PathLike | None = None, *, read_only: bool 
             engine = _sqlite_engine(url, read_only)
         else:
             connect_args = {"options": "-c default_transaction_read_only=on"} if read_only else {}
-            engine = create_engine(url, json_serializer=_json_dumps, json_deserializer=orjson.loads,
+            engine = create_engine(url, json_serializer=json_dumps, json_deserializer=orjson.loads,
                                    pool_pre_ping=True, connect_args=connect_args)
         _migrate(engine, read_only)
     except StoreError:

@@ -17,33 +17,47 @@ _FLOATS = frozenset(FLOAT_FIGURES)
 _INTS = frozenset(INT_FIGURES)
 _NONFINITE = "_nonfinite"
 _BIGINT = 1 << 63
-EMPTY_FIGURES = dict.fromkeys(FLOAT_FIGURES + INT_FIGURES)
 
 
-def step_row(record: Record, source_id: int | None, seq: int) -> dict[str, Any]:
-    row = {"source_id": source_id, "seq": seq, "run": record.run, "attempt": record.attempt,
-           "ts": record.ts, "host": record.host, "rank": record.rank, "step": record.step,
-           **EMPTY_FIGURES}
+STEP_COLUMNS = ("source_id", "seq", "run", "attempt", "ts", "host", "rank", "step",
+                *FLOAT_FIGURES, *INT_FIGURES, "extra")
+EVENT_COLUMNS = ("source_id", "seq", "kind", "run", "attempt", "ts", "host", "rank", "step", "payload")
+_FIGURE_INDEX = {name: 8 + i for i, name in enumerate(FLOAT_FIGURES + INT_FIGURES)}
+_EMPTY_FIGURES = [None] * len(_FIGURE_INDEX)
+
+
+def step_values(record: Record, source_id: int | None, seq: int) -> list[Any]:
+    """The row of `step_metrics` for a step record, in STEP_COLUMNS order."""
+    values = [source_id, seq, record.run, record.attempt, record.ts, record.host, record.rank, record.step,
+              *_EMPTY_FIGURES, None]
     extra: dict[str, Any] = {}
     for name, value in record.fields.items():
         kind = type(value)
         if name in _FLOATS and (kind is float or kind is int):
             if math.isfinite(value):
-                row[name] = value
+                values[_FIGURE_INDEX[name]] = value
             else:
                 extra.setdefault(_NONFINITE, {})[name] = repr(float(value))
         elif name in _INTS and kind is int and -_BIGINT <= value < _BIGINT:
-            row[name] = value
+            values[_FIGURE_INDEX[name]] = value
         else:
             extra[name] = value
-    row["extra"] = extra or None
-    return row
+    values[-1] = extra or None
+    return values
+
+
+def event_values(record: Record, source_id: int | None, seq: int) -> list[Any]:
+    """The row of `events` for a record of any other kind, in EVENT_COLUMNS order."""
+    return [source_id, seq, record.kind, record.run, record.attempt, record.ts, record.host, record.rank,
+            record.step, record.fields]
+
+
+def step_row(record: Record, source_id: int | None, seq: int) -> dict[str, Any]:
+    return dict(zip(STEP_COLUMNS, step_values(record, source_id, seq)))
 
 
 def event_row(record: Record, source_id: int | None, seq: int) -> dict[str, Any]:
-    return {"source_id": source_id, "seq": seq, "kind": record.kind, "run": record.run,
-            "attempt": record.attempt, "ts": record.ts, "host": record.host, "rank": record.rank,
-            "step": record.step, "payload": record.fields}
+    return dict(zip(EVENT_COLUMNS, event_values(record, source_id, seq)))
 
 
 def step_record(row: Any) -> Record:
