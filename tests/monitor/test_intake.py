@@ -230,3 +230,25 @@ def test_a_file_replaced_under_the_same_name_is_a_new_source(store, tmp_path):
     write_steps(log, range(100, 105))
     _ingest(store, log)
     assert sorted(stored_steps(store)) == list(range(1, 11)) + list(range(100, 105))
+
+
+def test_a_byte_identical_log_in_another_folder_is_read_in_full(store, tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        write_steps(tmp_path / name / "events.jsonl", range(1, 6), run=f"run-{name}")
+    _ingest(store, tmp_path / "a" / "events.jsonl")
+    (tmp_path / "b" / "events.jsonl").write_bytes((tmp_path / "a" / "events.jsonl").read_bytes())
+    _ingest(store, tmp_path / "b" / "events.jsonl")
+    assert [s["records"] for s in sources(store)] == [5, 5]
+
+
+def test_a_file_first_of_no_known_format_is_read_once_it_becomes_one(store, tmp_path):
+    log = tmp_path / "events.jsonl"
+    log.write_text("starting up\n")
+    intake = _follow(store, log)
+    intake.sync(str(log), final=True)
+    assert sources(store)[0]["status"] == "unknown_format"
+    write_steps(log, range(1, 11))
+    intake.sync(str(log), final=True)
+    [src] = sources(store)
+    assert src["status"] == "active" and stored_steps(store) == list(range(1, 11)) and src["bad_lines"] == 1
