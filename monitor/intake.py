@@ -95,6 +95,8 @@ class Intake(Rotation):
             self._reconcile()
             for path in targets.files():
                 self.sync(path, final=True)
+                if (tail := self._by_path.get(os.path.abspath(path))) is not None:
+                    self._close(tail)  # done with it: a folder of thousands of logs needs no more descriptors
         finally:
             self.close()
 

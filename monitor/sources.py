@@ -12,6 +12,7 @@ import hashlib
 import os
 import queue
 import stat
+import threading
 from dataclasses import dataclass
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
@@ -180,10 +181,12 @@ class ChangeFeed(FileSystemEventHandler):
             self._observer.schedule(self, root, recursive=recursive)
         self._observer.start()
 
-    def stop(self) -> None:
-        self._observer.stop()
-        if self._observer.is_alive():
-            self._observer.join(timeout=5)
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the observer, waiting at most `timeout`: its threads are daemons, and an
+        inotify reader that will not wake must never keep the process from exiting."""
+        stopper = threading.Thread(target=self._observer.stop, name="watchdog-stop", daemon=True)
+        stopper.start()
+        stopper.join(timeout)
 
     def put(self, path: str) -> None:
         self._queue.put(path)

@@ -200,3 +200,21 @@ def _count(db: Path) -> int:
         return sum(count_records(open_store(db, read_only=True)).values())
     except Exception:  # noqa: BLE001 — not migrated yet
         return 0
+
+
+def test_targets_expand_files_folders_and_globs(tmp_path):
+    for name in ("a/train.log", "a/events.jsonl", "a/.hidden.log", "a/ckpt/model.pt", "a/store.db-wal",
+                 "b/train.log", "b/deep/x/train.log", "c.log"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x\n")
+    files = Targets([tmp_path / "a"]).files()
+    assert files == [str(tmp_path / "a" / "events.jsonl"), str(tmp_path / "a" / "train.log")]
+    glob_targets = Targets([f"{tmp_path}/*/train.log", tmp_path / "later.log"])
+    assert glob_targets.files() == [str(tmp_path / "a" / "train.log"), str(tmp_path / "b" / "train.log")]
+    assert glob_targets.matches(str(tmp_path / "z" / "train.log"))
+    assert not glob_targets.matches(str(tmp_path / "b" / "deep" / "x" / "train.log"))
+    assert glob_targets.matches(str(tmp_path / "later.log"))
+    assert str(tmp_path / "b" / "deep" / "x" / "train.log") in Targets([f"{tmp_path}/**/train.log"]).files()
+    assert glob_targets.roots() == [(str(tmp_path), True)]
+    with pytest.raises(FileNotFoundError, match="no/such"):
+        Targets([tmp_path / "no" / "such" / "file.log"])
