@@ -92,7 +92,7 @@ class Checkpointer:
         started = time.perf_counter()
         self._finish_pending()
         tensors, hparams = tensor_state(state)
-        staged = self._stage(tensors)
+        staged = self._stage(tensors) if self.async_save else tensors  # a sync save writes the live tensors
         extras = extra_state(state, config_digest=self.config_digest, optim_hparams=hparams)
         meta = {"step": state.step, "world_size": self.world_size, "consumed_tokens": state.consumed_tokens,
                 "config_digest": self.config_digest, "finished": finished}
