@@ -104,7 +104,7 @@ def status(db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None
     """Followed files: how far each is read, how far behind, and its bad lines with the first one."""
     from rich.console import Console
     from rich.markup import escape
-    from rich.table import Table
+    from rich.table import Column, Table
 
     from monitor.store import list_runs, list_sources, mask_url
 
@@ -112,7 +112,8 @@ def status(db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None
     sources = list_sources(engine)
     console = Console()
     console.print(f"store {escape(mask_url(db))}: {len(list_runs(engine))} runs, {len(sources)} files")
-    table = Table("file", "format", "status", "read", "lag", "records", "bad lines")
+    table = Table("format", "status", "read", "lag", "records", "bad lines")
+    table.columns.insert(0, Column("file", overflow="fold"))
     now = time.time()
     for src in sources:
         try:
