@@ -13,6 +13,7 @@ every rank sees (DCP needs that anyway to reshard).
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,7 +177,12 @@ def _restore_scaler(scaler: Any, saved: dict | None) -> bool:
 
 
 def _load_extra(ckpt: Path, rank: int) -> dict[str, Any]:
-    return torch.load(storage.rank_dir(ckpt, rank) / storage.EXTRA, map_location="cpu", weights_only=True)
+    path = storage.rank_dir(ckpt, rank) / storage.EXTRA
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(f"{path}: refused to load: it holds more than tensors and plain values "
+                              f"({str(exc).splitlines()[-1].strip() or type(exc).__name__})") from None
 
 
 def _gather(item: Any) -> list[Any]:
