@@ -111,7 +111,7 @@ def finish_traceback(parser: TextParser, key: str) -> list[Record]:
     ts = tb["ts"]
     if ts is None and "time" in child:
         ts = find_timestamp(child["time"], parser.tz, parser.s["last_ts"])
-    ts = parser.ts_or_default(ts, metric=False)
+    ts = parser.ts_or_default(ts)
     kind, cause, message = classify(exc_type, message, "\n".join(lines), child)
     host = child["host"] if child.get("host") else None
     rank = int(key)
@@ -166,7 +166,7 @@ def detect(parser: TextParser, line: str, rank: int) -> list[Record]:
         return []
     if line.startswith('{"'):
         return _own_record(line)
-    at = parser.at(metric=False)
+    at = parser.at()
     body = line.strip()
     if _KILLED_RE.match(body):
         return parser.end_record("fault", at, "killed", rank=rank, exc_type="Killed",

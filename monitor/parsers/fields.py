@@ -22,6 +22,8 @@ _US_TS_RE = re.compile(r"(?<!\d)(\d\d)/(\d\d)/(\d{4}) (\d\d):(\d\d):(\d\d)(?!\d)
 _GLOG_TS_RE = re.compile(r"(?:^|\[)[IWEF](\d\d)(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{1,9})")
 _TS_SEARCH_CHARS = 96
 """Timestamps are looked for only near the start of a line (after a rank prefix)."""
+_NAME_TS_RE = re.compile(
+    r"(?<!\d)((?:19|20)\d\d)(-?)(\d\d)\2(\d\d)[_T.\- ]?(\d\d)([-:.]?)(\d\d)\6(\d\d)(?!\d)")
 
 
 
@@ -131,6 +133,20 @@ def read_timestamp(line: str, tz: tzinfo | None, year_hint: float | None) -> tup
     except (ValueError, OverflowError, OSError):
         return None
     return None
+
+
+def name_timestamp(name: str, tz: tzinfo | None) -> float | None:
+    """UTC seconds of a date-time in a log's file name (`train_20251025_153513.log`,
+    `run-2025-10-25_15-35-13.log`, `20251025T153513`), read in `tz` (None: this host's zone);
+    None when the name has none. Run scripts stamp a log's name when they create it."""
+    match = _NAME_TS_RE.search(name)
+    if match is None:
+        return None
+    y, _, mo, d, h, _, mi, s = match.groups()
+    try:
+        return _epoch_seconds((int(y), int(mo), int(d), int(h), int(mi), int(s)), None, tz)
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def _offset_seconds(offset: str) -> int:

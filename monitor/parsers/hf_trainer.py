@@ -17,7 +17,8 @@ The logged dicts carry no step number. It is taken from the training progress ba
 whose total is the banner's "Total optimization steps"), else from the epoch × steps per epoch,
 else counted; `step_source` says which when it is not exact. Values may be strings
 (transformers 5 prints `'train_runtime': '98.37'`). No console line has a timestamp, except
-logger lines; the progress bar's `\\r` and its syslog form `#015` are handled.
+logger lines: the dicts are dated by the file clock (text.py), advanced by the training bar's
+elapsed time. The progress bar's `\\r` and its syslog form `#015` are handled.
 
 `trainer_state.json` (`hf_trainer_state`) is one JSON document rewritten at every checkpoint,
 not a log: `HFTrainerStateParser.parse_document(text)` reads it whole and returns the records
@@ -43,7 +44,7 @@ from monitor.records import Record
 
 _BANNER_RE = re.compile(r"\*{5} Running training \*{5}")
 _DICT_RE = re.compile(r"\{'[^{}]*\}")
-_BAR_RE = re.compile(r"(\d{1,3})%(?:\|[^|]{0,1000}\||\s)\s*(\d+)/(\d+)\s*\[")
+_BAR_RE = re.compile(r"(\d{1,3})%(?:\|[^|]{0,1000}\||\s)\s*(\d+)/(\d+)\s*\[(?:(?:(\d{1,6}):)?(\d\d):(\d\d)<)?")
 _BANNER_FIELDS = (
     ("num_epochs", re.compile(r"Num Epochs = ([\d,]+)")),
     ("per_device", re.compile(r"Instantaneous batch size per (?:device|GPU) = ([\d,]+)")),
@@ -135,7 +136,7 @@ class HFTrainerParser(TextParser):
                 self.update_launch(resume_from=f"global step {match.group(1)}")
                 return []
         if _COMPLETED in line:
-            fmt["completed_at"] = self.at(metric=False)
+            fmt["completed_at"] = self.at()
             return []
         return None
 
@@ -151,10 +152,18 @@ class HFTrainerParser(TextParser):
             self.update_launch(world_size=total // (per_device * accumulation))
 
     def _progress(self, line: str) -> None:
+        """The training bar's step, and its elapsed time (tqdm's `[MM:SS<` or `[H:MM:SS<`),
+        which moves the file's clock."""
         total_steps = self.s["fmt"].get("total_steps")
+        elapsed = None
         for match in _BAR_RE.finditer(line):
             if total_steps is None or to_count(match.group(3)) == total_steps:
                 self.s["fmt"]["bar_step"] = to_count(match.group(2))
+                if match.group(5) is not None:
+                    hours, minutes, seconds = (int(g or 0) for g in match.group(4, 5, 6))
+                    elapsed = hours * 3600 + minutes * 60 + seconds
+        if elapsed is not None:
+            self.advance_elapsed(elapsed)
 
     def _current_step(self) -> tuple[int, str | None]:
         fmt, last = self.s["fmt"], self.s["last_step"]
@@ -179,7 +188,7 @@ class HFTrainerParser(TextParser):
             if exact is None:
                 exact = self.s["last_step"] or 0
                 fields["step_source"] = "last_step"
-            return self.eval_record(exact, self.at(metric=True), rank,
+            return self.eval_record(exact, self.at(), rank,
                                     **loss_field(str(logs["eval_loss"]), "val_loss"), **fields)
         if "loss" not in logs:
             return []
@@ -187,13 +196,13 @@ class HFTrainerParser(TextParser):
         fields = _figures(logs, ("loss",))
         if source:
             fields["step_source"] = source
-        return self.step_record(step, self.at(metric=True), rank, **loss_field(str(logs["loss"])), **fields)
+        return self.step_record(step, self.at(), rank, **loss_field(str(logs["loss"])), **fields)
 
     def _finish(self, figures: dict[str, Any]) -> list[Record]:
         completed = self.s["fmt"].pop("completed_at", None)
         if completed is None and not figures:
             return []
-        ts = self.at(metric=True) if figures else completed
+        ts = self.at() if figures else completed
         step = self.s["last_step"] if self.s["last_step"] is not None else self.s["fmt"].get("bar_step")
         return self.end_record("finish", ts, "total_steps", step=step, reason="total_steps", **figures)
 

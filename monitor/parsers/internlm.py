@@ -109,7 +109,7 @@ class InternLMParser(TextParser):
             fields[key[4:] if key.startswith("tgs/") else key] = _number_or_text(raw)
         fields["per_source"] = _per_source(body)
         host = (self.s["fmt"].get("hosts_by_rank") or {}).get(str(rank))
-        return self.step_record(step, self.at(metric=True), rank, host=host, **fields)
+        return self.step_record(step, self.at(), rank, host=host, **fields)
 
 
 def _per_source(body: str) -> dict[str, dict]:

@@ -20,7 +20,8 @@ read by their first figure, this line's.
 
 `elapsed time per iteration` and `lm loss` are means over the `log_interval` iterations since the
 previous line: `step_time` and `loss` hold them, and `loss_window` says over how many
-iterations (when the arguments dump gave it). Throughput: tokens_per_s = global batch size ×
+iterations (when the arguments dump gave it); a line without its `[time]` is dated by the file
+clock (text.py), advanced by step time × the iterations since the last line. Throughput: tokens_per_s = global batch size ×
 seq_length / step time, tgs = that / world size (both need the arguments dump).
 """
 
@@ -105,12 +106,12 @@ class MegatronParser(TextParser):
         if line.startswith("[after training is done]"):
             total, last = fmt.get("train_iters"), self.s["last_step"]
             if total and last is not None and last >= total:
-                ts = self.at(metric=False)
+                ts = self.at()
                 return self.end_record("finish", ts, "total_steps", rank, reason="total_steps")
             return []
         if match := _EXIT_RE.search(line):
             reason = match.group(1) or ("exit_duration" if "minutes" in line else "exit_interval")
-            ts = self.at(metric=False)
+            ts = self.at()
             return self.end_record("stop", ts, reason, rank, reason=reason, message=line.strip()[:1000])
         return None
 
@@ -148,8 +149,8 @@ class MegatronParser(TextParser):
             fields["tokens_per_s"] = batch * seq_len / step_time
         if self.s["world_size"] is None and fmt.get("world_size"):
             self.s["world_size"] = fmt["world_size"]
-        ts = self.at(metric=True)
-        return self.step_record(to_count(match.group(1)), ts, rank, **fields)
+        step = to_count(match.group(1))
+        return self.step_record(step, self.advance_steps(step, step_time), rank, **fields)
 
     def _eval(self, match: re.Match[str], line: str, rank: int) -> list[Record]:
         fields: dict = {}
@@ -161,7 +162,7 @@ class MegatronParser(TextParser):
                               else {_snake(key): to_float(value)})
             elif key.endswith("PPL") and value:
                 fields["val_perplexity" if key == "lm loss PPL" else _snake(key)] = to_float(value)
-        ts = self.at(metric=True)
+        ts = self.at()
         return self.eval_record(to_count(match.group(1)), ts, rank, **fields)
 
 

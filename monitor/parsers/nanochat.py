@@ -17,7 +17,10 @@ The printed `loss` is a debiased EMA of the training loss: it is stored as `loss
 and `loss` stays null. `tok/sec` is global (the whole batch over dt); tgs = that / world size.
 `mfu` (`bf16_mfu` in newer versions) is a percentage; nanochat prints 0.00 where it cannot
 measure it (no known peak FLOPS, e.g. CPU/NPU), so 0.00 becomes null. `lrm` is the learning-
-rate multiplier (`lr_multiplier`), not the learning rate. No line carries a timestamp.
+rate multiplier (`lr_multiplier`), not the learning rate. `print0` lines carry no timestamp:
+a step is dated by the file clock (text.py) advanced by its `dt`; nanochat's `logging` lines
+(`2025-10-25 16:07:01,123 - nanochat.checkpoint_manager - INFO - …`) and a stamp in the file
+name anchor it. `total time` is the sum of `dt` after step 10, not a wall clock.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ class NanochatParser(TextParser):
             return self._step(match, rank)
         if line.startswith("Step ") and (match := _EVAL_RE.match(line)):
             name = "val_bpb" if match.group(2) == "Validation bpb" else "core_metric"
-            return self.eval_record(to_count(match.group(1)), self.at(metric=True), rank,
+            return self.eval_record(to_count(match.group(1)), self.at(), rank,
                                     **{name: to_float(match.group(3))})
         if _LAUNCH_RE.match(line):
             if line.startswith("Vocab") and self.s["pending_launch"] is not None:
@@ -85,7 +88,7 @@ class NanochatParser(TextParser):
             self.adopt_run_id(match.group(1).strip().strip("'\""))
         elif match := _PEAK_RE.match(line):
             peak = to_float(match.group(1))
-            return self.end_record("finish", self.at(metric=True), "total_steps", rank, reason="total_steps",
+            return self.end_record("finish", self.at(), "total_steps", rank, reason="total_steps",
                                    peak_mem_bytes=None if peak is None else round(peak * 2**20))
         else:
             return None
@@ -118,4 +121,5 @@ class NanochatParser(TextParser):
                 fields["total_training_time_s" if key == "total time" else "eta_s"] = _seconds(value, "m")
             elif key == "remaining" and value.endswith("s"):
                 fields["remaining_s"] = _seconds(value, "s")
-        return self.step_record(to_count(match.group(1)), self.at(metric=True), rank, **fields)
+        step = to_count(match.group(1))
+        return self.step_record(step, self.advance_steps(step, fields.get("step_time")), rank, **fields)

@@ -10,7 +10,8 @@
 "not measured yet" sentinel and becomes null. `time` is the wall time of that one iteration.
 Global throughput is tokens-per-iteration / time; nanoGPT never prints its world size, so the
 per-GPU figure stays null. The lines carry no timestamp (a leading one added by a tool such
-as `ts` is used when present).
+as `ts` is used when present): a step is dated by the file clock (text.py), advanced by `time`
+for the printed iteration and the iterations since the last printed one.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class NanoGPTParser(TextParser):
             if match := _ITER_RE.search(line):
                 return self._step(match, line, rank)
         if "val loss" in line and (match := _EVAL_RE.search(line)):
-            ts = self.at(metric=True)
+            ts = self.at()
             return self.eval_record(to_count(match.group(1)), ts, rank, val_loss=to_float(match.group(3)),
                                     train_loss=to_float(match.group(2)))
         if match := _TOKENS_RE.match(line):
@@ -66,10 +67,15 @@ class NanoGPTParser(TextParser):
         step_time = to_float(match.group(3))
         step_time = None if step_time is None else step_time / 1000
         mfu = to_float(match.group(4)) if match.group(4) else None
-        tokens = self.s["fmt"].get("tokens_per_iter")
-        ts = self.at(metric=True)
+        fmt = self.s["fmt"]
+        tokens = fmt.get("tokens_per_iter")
+        step = to_count(match.group(1))
+        # the iterations between two printed ones are ordinary: the slower printed figure is
+        # the one that compiled or evaluated (nanoGPT's time includes an evaluation before it)
+        previous, fmt["step_time"] = fmt.get("step_time"), step_time
+        ordinary = min(step_time, previous) if step_time is not None and previous is not None else step_time
         return self.step_record(
-            to_count(match.group(1)), ts, rank,
+            step, self.advance_steps(step, step_time, ordinary), rank,
             **loss_field(match.group(2)),
             step_time=step_time,
             mfu_smoothed=None if mfu is None or mfu == MFU_SENTINEL else mfu / 100,

@@ -6,6 +6,9 @@ the rest, the same way for every format:
   `[rank3]:` / `[default3]:` prefixes (the rank goes onto the record);
 - reads the line's timestamp (ISO, `[YYYY-MM-DD HH:MM:SS]`, `MM/DD/YYYY HH:MM:SS`, glog's
   `E0321 02:07:08.40`); naive times are in `tz` (default: this host's zone);
+- dates a line without one from the file's own clock: the last real time it offers (a line's
+  stamp, else a date-time in the file name), advanced by the trainer's own durations since
+  (`advance_steps`, `advance_elapsed`); only a file with no anchor at all takes `clock`;
 - numbers attempts `f"{attempt_prefix}#{n}"`: n starts at 1 with the file and grows at a launch
   line or where the step counter goes backwards; a step repeated by another rank is dropped;
 - holds a launch record open until the first other record, so later start-up lines (world size,
@@ -26,7 +29,8 @@ import orjson
 
 from monitor.parsers import endings
 from monitor.parsers.base import BadLine, Parser
-from monitor.parsers.fields import clean, format_offset, local_offset, read_timestamp, split_rank
+from monitor.parsers.fields import (clean, format_offset, local_offset, name_timestamp, read_timestamp,
+                                    split_rank)
 from monitor.records import Record
 
 MAX_LINE_CHARS = 1 << 20
@@ -38,6 +42,8 @@ MAX_STEP = 2**53
 LAUNCH_FIELDS = ("world_size", "nodes", "hosts", "device", "peak_flops", "flops_per_token",
                  "config_digest", "data_batch", "data_slice", "resume_from")
 
+MAX_ADVANCE_S = 30 * 86400.0
+"""A trainer's duration beyond this (garbage, a misread unit) does not move the file's clock."""
 
 
 class TextParser(Parser):
@@ -47,20 +53,26 @@ class TextParser(Parser):
 
     def __init__(self, *, run: str, attempt_prefix: str, host: str = "",
                  clock: Callable[[], float] | None = None, tz: tzinfo | None = None) -> None:
-        """`clock` gives the time of a metric line that carries none (default: now, i.e. the
-        moment it is read — right for live tailing); `tz` is the zone of naive timestamps."""
+        """`clock` gives the time of a line in a file that offers no time of its own (default:
+        now, i.e. the moment it is read — right only for live tailing); `tz` is the zone of
+        naive timestamps. A date-time in the file name (the part of `attempt_prefix` before
+        its `:id`) is the file's first anchor."""
         super().__init__(run=run, attempt_prefix=attempt_prefix, host=host)
         self.clock = clock or time.time
         self.tz = tz
+        self.name_ts = name_timestamp(attempt_prefix.rsplit(":", 1)[0], tz)
         self.s: dict[str, Any] = self.initial_state()
         self.line_time: float | None = None
         self.line_naive_local = False
 
     # -- state -------------------------------------------------------------------------
     def initial_state(self) -> dict[str, Any]:
+        """`est_ts` is the file's clock (the estimated time of its latest line), `est_step` the
+        step it was last advanced to, `elapsed` the trainer's last running elapsed-time figure."""
         return {"attempt": 1, "started": False, "last_step": None, "last_ts": None,
                 "run_id": None, "pending_launch": None, "tracebacks": {}, "ended": [],
-                "world_size": None, "utc_offset": None, "fmt": {}}
+                "world_size": None, "utc_offset": None, "fmt": {},
+                "est_ts": self.name_ts, "est_step": None, "elapsed": None}
 
     def get_state(self) -> dict[str, Any]:
         return orjson.loads(orjson.dumps(self.s))
@@ -114,7 +126,7 @@ class TextParser(Parser):
         if found is None:
             return None
         ts, offset = found
-        self.s["last_ts"] = ts
+        self.s["last_ts"] = self.s["est_ts"] = ts
         launch = self.s["pending_launch"]
         if offset is not None and zone is None:
             self.s["utc_offset"] = offset
@@ -124,17 +136,40 @@ class TextParser(Parser):
             launch.update(ts=ts, dated=True, local_naive=self.line_naive_local)
         return ts
 
-    def at(self, *, metric: bool) -> float:
-        """Time of the current line: its own; else, for end-of-attempt evidence, the file's
-        last known time; else the clock."""
-        return self.ts_or_default(self.line_time, metric=metric)
+    def at(self) -> float:
+        """Time of the current line: its own; else the file's clock; else `clock`."""
+        return self.ts_or_default(self.line_time)
 
-    def ts_or_default(self, ts: float | None, *, metric: bool) -> float:
+    def ts_or_default(self, ts: float | None) -> float:
         if ts is not None:
             return ts
-        if not metric and self.s["last_ts"] is not None:
-            return self.s["last_ts"]
+        if self.s["est_ts"] is not None:
+            return self.s["est_ts"]
         return self.clock()
+
+    def advance_steps(self, step: int, seconds: float | None, unprinted: float | None = None) -> float:
+        """Time of a step line that says how long its step took: its own; else the file's clock
+        moved on by `seconds`, plus `unprinted` (default: `seconds`) for each step since the last
+        one it was moved to that the trainer did not print (logging every 10th step); nothing
+        for a step repeated by another rank; one step when unknown or the counter went back."""
+        last = self.s["est_step"]
+        steps = 1 if last is None or step < last else step - last
+        self.s["est_step"] = step
+        if seconds is not None and steps:
+            self._advance(seconds + (steps - 1) * (seconds if unprinted is None else unprinted))
+        return self.at()
+
+    def advance_elapsed(self, elapsed: float) -> None:
+        """A running elapsed-time figure (a progress bar's): the file's clock moves on by its
+        growth since the last one; a figure that went back (a new bar) counts from zero."""
+        last = self.s["elapsed"]
+        self.s["elapsed"] = elapsed
+        self._advance(elapsed - last if last is not None and elapsed >= last else elapsed)
+
+    def _advance(self, seconds: float) -> None:
+        """A line with its own stamp already set the clock; without an anchor there is none."""
+        if self.line_time is None and self.s["est_ts"] is not None and 0 <= seconds <= MAX_ADVANCE_S:
+            self.s["est_ts"] += seconds
 
     @property
     def attempt(self) -> str:
@@ -202,9 +237,9 @@ class TextParser(Parser):
         Returns the previous launch record if it was still waiting."""
         out = self.flush_launch()
         self.new_attempt()
-        self.s["world_size"] = None
+        self.s.update(world_size=None, est_step=None)
         launch = dict.fromkeys(LAUNCH_FIELDS)
-        launch.update(format=self.name, ts=self.at(metric=True), dated=self.line_time is not None,
+        launch.update(format=self.name, ts=self.at(), dated=self.line_time is not None,
                       local_naive=self.line_time is not None and self.line_naive_local, rank=rank)
         launch.update(fields)
         self.s["pending_launch"] = launch

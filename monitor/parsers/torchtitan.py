@@ -80,7 +80,7 @@ class TorchtitanParser(TextParser):
         elif match := _LOAD_RE.match(message):
             self.update_launch(resume_from=match.group(1))
         elif message == "Training completed":
-            return self.end_record("finish", self.at(metric=False), "total_steps", rank, reason="total_steps")
+            return self.end_record("finish", self.at(), "total_steps", rank, reason="total_steps")
         else:
             return None
         return []
@@ -101,9 +101,9 @@ class TorchtitanParser(TextParser):
                 fields["tgs" if name in ("tps", "wps") else name] = to_float(value)
         step = to_count(match.group(2))
         if match.group(1):
-            return self.eval_record(step, self.at(metric=True), rank, **loss_field(match.group(3), "val_loss"),
+            return self.eval_record(step, self.at(), rank, **loss_field(match.group(3), "val_loss"),
                                     **{k: v for k, v in fields.items() if k != "tgs"})
         loss = loss_field(match.group(3))
         if loss["loss"] is not None and loss["loss"] < 0:  # ranks without the last PP stage print -1/-2
             loss = {"loss": None}
-        return self.step_record(step, self.at(metric=True), rank, **loss, **fields)
+        return self.step_record(step, self.at(), rank, **loss, **fields)

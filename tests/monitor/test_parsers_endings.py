@@ -203,6 +203,12 @@ def test_timestamps():
     assert find_timestamp("step 2023-11-10", utc, None) is None
 
 
-def test_metric_lines_without_time_use_the_clock_endings_use_the_last_known_time():
-    records = parse(["2024-05-20 03:00:00 iter 1: loss 2.0, time 1.00ms", "iter 2: loss 2.0, time 1.00ms", "Killed"])
-    assert [r.ts for r in records] == [1716174000.0, CLOCK, 1716174000.0]
+def test_lines_without_time_follow_the_files_own_clock_not_the_reading_clock():
+    records = parse(["2024-05-20 03:00:00 iter 1: loss 2.0, time 250.00ms", "iter 3: loss 2.0, time 250.00ms", "Killed"])
+    # iter 3: the stamp of iter 1 plus two iterations of 250 ms; "Killed": the last known time
+    assert [r.ts for r in records] == [1716174000.0, 1716174000.5, 1716174000.5]
+
+
+def test_a_file_with_no_time_at_all_takes_the_clock():
+    records = parse(["iter 1: loss 2.0, time 1.00ms", "iter 2: loss 2.0, time 1.00ms", "Killed"])
+    assert [r.ts for r in records] == [CLOCK, CLOCK, CLOCK]
