@@ -34,12 +34,12 @@ def lines_strategy():
     return st.lists(st.one_of(real, real, truncated, garbage, st.sampled_from(TRICKY)), max_size=40)
 
 
-def make(parser_class):
+def make(parser_class, attempt_prefix="file"):
     """A parser with a fixed clock and zone where it takes them (records must not depend on
     when the test runs)."""
     options = {"clock": lambda: 1_700_000_000.0, "tz": timezone.utc}
     accepted = inspect.signature(parser_class).parameters
-    return parser_class(run="out/run", attempt_prefix="file", host="h",
+    return parser_class(run="out/run", attempt_prefix=attempt_prefix, host="h",
                         **{k: v for k, v in options.items() if k in accepted})
 
 
@@ -54,13 +54,17 @@ def run(parser, lines):
     return records, bad
 
 
+# a file name with a date-time anchors the text parsers' file clock from the first line
+PREFIXES = st.sampled_from(["file", "train_20240520_030000.log:7"])
+
+
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @SETTINGS
-@given(parser_class=st.sampled_from(PARSERS), lines=lines_strategy())
-def test_any_input_gives_records_or_badline_never_a_crash(parser_class, lines):
-    parser = make(parser_class)
+@given(parser_class=st.sampled_from(PARSERS), lines=lines_strategy(), prefix=PREFIXES)
+def test_any_input_gives_records_or_badline_never_a_crash(parser_class, lines, prefix):
+    parser = make(parser_class, prefix)
     records, _ = run(parser, lines)
     records += parser.flush()
     for record in records:
@@ -70,20 +74,21 @@ def test_any_input_gives_records_or_badline_never_a_crash(parser_class, lines):
 
 
 @SETTINGS
-@given(parser_class=st.sampled_from(PARSERS), lines=lines_strategy(), cuts=st.lists(st.integers(0, 40), max_size=3))
-def test_restored_state_continues_exactly(parser_class, lines, cuts):
-    whole = make(parser_class)
+@given(parser_class=st.sampled_from(PARSERS), lines=lines_strategy(), cuts=st.lists(st.integers(0, 40), max_size=3),
+       prefix=PREFIXES)
+def test_restored_state_continues_exactly(parser_class, lines, cuts, prefix):
+    whole = make(parser_class, prefix)
     expected, expected_bad = run(whole, lines)
     expected += whole.flush()
 
-    parser, got, got_bad, start = make(parser_class), [], [], 0
+    parser, got, got_bad, start = make(parser_class, prefix), [], [], 0
     for cut in sorted({min(c, len(lines)) for c in cuts}) + [len(lines)]:
         records, bad = run(parser, lines[start:cut])
         got += records
         got_bad += [start + b for b in bad]
         start = cut
         state = orjson.loads(orjson.dumps(parser.get_state()))  # as committed to the store
-        parser = make(parser_class)
+        parser = make(parser_class, prefix)
         parser.set_state(state)
     got += parser.flush()
     assert got == expected and got_bad == expected_bad
