@@ -3,8 +3,9 @@
     python tests/trainer/checkpoint_toy.py train ROOT --steps N [--save-every K] [--resume auto|PATH]
         (also under torchrun; prints one JSON line per step on rank 0)
     python tests/trainer/checkpoint_toy.py verify ROOT… (also under torchrun; each rank prints its choice)
-    python tests/trainer/checkpoint_toy.py crash ROOT --reps R --seed S
-        (forks R save loops, SIGKILLs each at a seeded moment, resumes after each; prints a JSON summary)
+    python tests/trainer/checkpoint_toy.py crash ROOT --reps R --seed S [--world 2]
+        (forks R save loops — one process, or two gloo ranks — SIGKILLs each at a seeded moment,
+         resumes in one process after each; prints a JSON summary)
 
 The toy has dropout (so the RNG state matters), AdamW, a LambdaLR schedule and a sampler
 whose global cursor picks each step's samples, split across ranks like the trainer's.
@@ -13,6 +14,7 @@ whose global cursor picks each step's samples, split across ranks like the train
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -153,19 +155,25 @@ def verify(args) -> None:
 
 # --- crash safety -----------------------------------------------------------------------
 
+def _kill_at_file_operation(root: Path, kill_at_event: int | None) -> None:
+    """SIGKILL this process at its n-th file operation under `root` (an audit hook)."""
+    if kill_at_event is None:
+        return
+    events = iter(range(kill_at_event, -1, -1))
+    prefix = str(root)
+
+    def hook(name: str, hook_args: tuple) -> None:
+        if name in ("open", "os.rename", "os.remove", "os.mkdir", "os.rmdir", "shutil.rmtree") \
+                and hook_args and str(hook_args[0]).startswith(prefix) and next(events) == 0:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    sys.addaudithook(hook)
+
+
 def _save_loop(root: Path, progress_fd: int, kill_at_event: int | None) -> None:
     """Child: train and checkpoint every step; report each published step on the pipe."""
     torch.set_num_threads(1)
-    if kill_at_event is not None:
-        events = iter(range(kill_at_event, -1, -1))
-        prefix = str(root)
-
-        def hook(name: str, hook_args: tuple) -> None:
-            if name in ("open", "os.rename", "os.remove", "os.mkdir", "os.rmdir", "shutil.rmtree") \
-                    and hook_args and str(hook_args[0]).startswith(prefix) and next(events) == 0:
-                os.kill(os.getpid(), signal.SIGKILL)
-
-        sys.addaudithook(hook)
+    _kill_at_file_operation(root, kill_at_event)
     state, _ = build(1)
     saver = Checkpointer(root, keep_max=2)
     while True:
@@ -175,6 +183,44 @@ def _save_loop(root: Path, progress_fd: int, kill_at_event: int | None) -> None:
             os.write(progress_fd, f"{done.step}\n".encode())
 
 
+def _synthetic(state: ToyState, core: torch.nn.Module, step: int) -> None:
+    """Every tensor of the state says which step it belongs to (and which tensor it is)."""
+    with torch.no_grad():
+        for i, p in enumerate(core.parameters()):
+            p.fill_(step + i / 100)
+            for j, tensor in enumerate(state.optimizer.state[p].values()):
+                tensor.fill_(step + i / 100 + (j + 1) / 1000)
+    state.step, state.consumed_tokens, state.sampler.cursor = step, step * GLOBAL_BATCH, step * GLOBAL_BATCH
+
+
+def _is_synthetic(state: ToyState, core: torch.nn.Module, step: int) -> bool:
+    expected, expected_core = build(1)
+    train_step(expected, 0, 1)  # creates the optimizer state
+    _synthetic(expected, expected_core, step)
+    same = all(torch.equal(a, b) for a, b in zip(core.parameters(), expected_core.parameters()))
+    return same and all(torch.equal(a, b) for p, q in zip(core.parameters(), expected_core.parameters())
+                        for a, b in zip(state.optimizer.state[p].values(), expected.optimizer.state[q].values())) \
+        and state.sampler.cursor == step * GLOBAL_BATCH == state.consumed_tokens
+
+
+def _save_loop_ranks(root: Path, progress_fd: int, kill_at_event: int | None, rank: int, store: Path) -> None:
+    """Child: rank `rank` of 2 (gloo) saving a synthetic state of step 1, 2, … until killed."""
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", store=dist.FileStore(str(store), 2), rank=rank, world_size=2)
+    _kill_at_file_operation(root, kill_at_event)
+    state, core = build(2)
+    train_step(state, rank, 2)  # creates the optimizer state
+    saver = Checkpointer(root, keep_max=2)
+    step = 0
+    while True:
+        step += 1
+        _synthetic(state, core, step)
+        saver.save(state)
+        for done in saver.wait():
+            if rank == 0:
+                os.write(progress_fd, f"{done.step}\n".encode())
+
+
 def _expected_after(step: int) -> tuple[ToyState, torch.nn.Module]:
     state, core = build(1)
     for _ in range(step):
@@ -182,14 +228,17 @@ def _expected_after(step: int) -> tuple[ToyState, torch.nn.Module]:
     return state, core
 
 
-def _verify_child(root: Path, result_fd: int) -> None:
-    """Child: `--resume auto`, then compare every restored tensor with a replay to that step."""
+def _verify_child(root: Path, saved_by: int, result_fd: int) -> None:
+    """Child, one process: `--resume auto`, then compare every restored tensor with the state
+    of that step (a replay of the training, or the synthetic state the two ranks saved)."""
     torch.set_num_threads(1)
     state, core = build(1)
     resumed = resume(root, ResumeRequest("auto"), state, total_steps=10**6)
     rng_after_resume = torch.get_rng_state()
     report: dict = {"step": resumed.step if resumed else 0, "skipped": resumed.skipped if resumed else []}
-    if resumed is not None and resumed.source is not None:
+    if resumed is not None and resumed.source is not None and saved_by == 2:
+        report["identical"] = _is_synthetic(state, core, resumed.step)
+    elif resumed is not None and resumed.source is not None:
         expected, expected_core = _expected_after(resumed.step)
         same = all(torch.equal(a, b) for a, b in zip(core.state_dict().values(), expected_core.state_dict().values()))
         opt, exp_opt = state.optimizer.state_dict()["state"], expected.optimizer.state_dict()["state"]
@@ -236,24 +285,45 @@ def crash(args) -> None:
         timed = rep % 2 == 1  # odd reps: a kill at a random time; even: at a random file operation
         kill_at = None if timed else rng.randrange(1, 80)
         delay = rng.uniform(0.0, 0.25) if timed else None
-        pid, progress_fd = _fork(lambda fd: _save_loop(root, fd, kill_at))
-        progress = os.fdopen(progress_fd, "r")
+        kill_rank = (rep // 2) % args.world  # whose file operation, with two ranks
+        if args.world == 1:
+            children = [_fork(lambda fd: _save_loop(root, fd, kill_at))]
+        else:
+            children = [_fork(lambda fd, r=r: _save_loop_ranks(root, fd, kill_at if r == kill_rank else None, r,
+                                                               root.with_suffix(".store"))) for r in range(2)]
+        pids = [pid for pid, _ in children]
+        progress = os.fdopen(children[0][1], "r")
+        for _, fd in children[1:]:
+            os.close(fd)
         if timed:
             first = progress.readline()  # the first checkpoint is published: saving is under way
             time.sleep(delay)  # the random moment itself, not a wait for something
-            os.kill(pid, signal.SIGKILL)
         else:
             first = ""
-        _, status = os.waitpid(pid, 0)
+            _wait_exit(pids[kill_rank], timeout=60)
+        for pid in pids:  # the rest of the job dies with it, as under torchrun
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        statuses = [os.waitpid(pid, 0)[1] for pid in pids]
         published = [int(s) for s in (first + progress.read()).split()]
         progress.close()
-        pid, result = _fork(lambda fd: _verify_child(root, fd))
+        pid, result = _fork(lambda fd: _verify_child(root, args.world, fd))
         os.waitpid(pid, 0)
         outcome = json.loads(_read_all(result) or "{}")
-        reps.append({"rep": rep, "kill": f"t+{delay:.3f}s" if timed else f"file-op #{kill_at}",
-                     "killed": os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL,
+        reps.append({"rep": rep, "kill": f"t+{delay:.3f}s" if timed else f"rank {kill_rank} file-op #{kill_at}",
+                     "killed": all(os.WIFSIGNALED(s) and os.WTERMSIG(s) == signal.SIGKILL  # (a peer may die of it)
+                                   for s in (statuses if timed else statuses[kill_rank:kill_rank + 1])),
                      "last_reported": published[-1] if published else 0, **outcome})
     emit({"reps": reps})
+
+
+def _wait_exit(pid: int, timeout: float) -> None:
+    """Poll until the child has exited (it kills itself at its chosen file operation)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+            return
+        time.sleep(0.01)
 
 
 def _warm_up(root: Path) -> None:
@@ -282,6 +352,7 @@ def main() -> None:
     c.add_argument("root")
     c.add_argument("--reps", type=int, default=24)
     c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--world", type=int, default=1, choices=(1, 2))
     args = parser.parse_args()
     {"train": train, "verify": verify, "crash": crash}[args.cmd](args)
 

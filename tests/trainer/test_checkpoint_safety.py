@@ -32,9 +32,14 @@ def run(*args: str, nproc: int = 0, timeout: int = 120) -> list[dict]:
     return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
 
 
-def test_sigkill_during_checkpoint_writes_always_leaves_a_whole_checkpoint(tmp_path):
-    reps = run("crash", str(tmp_path), "--reps", "24", "--seed", "20261123", timeout=200)[-1]["reps"]
-    assert len(reps) == 24
+@pytest.mark.parametrize("world, count", [(1, 24), (2, 12)], ids=["1-process", "2-ranks-gloo"])
+def test_sigkill_during_checkpoint_writes_always_leaves_a_whole_checkpoint(tmp_path, world, count):
+    """Half the kills land on a seeded file operation of the save (with two ranks: of rank 0 or
+    rank 1, the other rank then killed too), half at a seeded time while saving goes on.
+    One process then resumes: with two saving ranks that also reshards 2 → 1."""
+    reps = run("crash", str(tmp_path), "--reps", str(count), "--seed", "20261123", "--world", str(world),
+               timeout=200)[-1]["reps"]
+    assert len(reps) == count
     for rep in reps:
         assert rep["killed"], rep
         # never loses a checkpoint it reported as saved; at most gains the one in flight
@@ -42,7 +47,7 @@ def test_sigkill_during_checkpoint_writes_always_leaves_a_whole_checkpoint(tmp_p
         if rep["step"]:
             assert rep["identical"], rep  # model, optimizer, data position, RNG all as saved
     fell_back = [r for r in reps if r["skipped"]]
-    print(f"\ncrash safety: {len(reps)} SIGKILLs, resumed from a whole checkpoint every time; "
+    print(f"\ncrash safety ({world} saving rank(s)): {len(reps)} SIGKILLs, resumed from a whole checkpoint every time; "
           f"fell back past an unfinished newer checkpoint {len(fell_back)}/{len(reps)} times; "
           f"started fresh (killed before the first save finished) "
           f"{sum(1 for r in reps if r['step'] == 0)}/{len(reps)} times")
