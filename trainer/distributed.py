@@ -41,8 +41,12 @@ def init(device_choice: str) -> DistEnv:
                    int(os.environ.get("LOCAL_WORLD_SIZE", dist.get_world_size())), device, True)
 
 
-def close(env: DistEnv) -> None:
+def close(env: DistEnv, clean: bool) -> None:
+    """Leave the process group. After a clean end every rank first waits at a barrier: a rank
+    that tears gloo down while its peer still talks to it aborts the peer."""
     if env.distributed and dist.is_initialized():
+        if clean:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -9,6 +9,7 @@ always holds the number of completed steps.
 
 from __future__ import annotations
 
+import gc
 import math
 import signal
 import time
@@ -273,23 +274,38 @@ def run_loop(run: Run, state: TrainState) -> Summary:
 
 
 def train(cfg: Config) -> Summary:
-    """Run one launch of the training job described by `cfg` (inside torchrun or not)."""
+    """Run one launch of the training job described by `cfg` (inside torchrun or not).
+
+    The model (DDP's reducer sits in reference cycles) is collected before the process group
+    is destroyed, and ranks that end together pass a barrier first; otherwise gloo's teardown
+    now and then hangs or aborts a peer at exit."""
     env = distributed.init(cfg.train.device)
     try:
-        run, state = start(cfg, env)
-        resumed = resume_run(cfg, state, run.global_batch)  # raises RunComplete when nothing is left
-        run.resume_from = resumed.source if resumed else None
-        record_launch(run, state)
-        if resumed is not None and env.is_lead:
-            run.recorder.record("resume", **resumed.event_fields())
-        summary = run_loop(run, state)
-        if env.is_lead:
-            print(f"events: {run.recorder.path}", flush=True)
-        run.recorder.close()
+        summary = _launch(cfg, env)
+    except CheckpointError as exc:  # every rank took this decision together: leave together
         release_group()
-        return summary
-    except CheckpointError:  # every rank took this decision together: leave together
-        release_group()
+        exc.__traceback__ = None  # an expected one-line error: drop the frames holding the model
+        gc.collect()
+        distributed.close(env, clean=True)
+        raise exc
+    except BaseException:  # this rank alone may have failed: no barrier its peers might never reach
+        distributed.close(env, clean=False)
         raise
-    finally:
-        distributed.close(env)
+    gc.collect()
+    distributed.close(env, clean=True)
+    return summary
+
+
+def _launch(cfg: Config, env: distributed.DistEnv) -> Summary:
+    run, state = start(cfg, env)
+    resumed = resume_run(cfg, state, run.global_batch)  # raises RunComplete when nothing is left
+    run.resume_from = resumed.source if resumed else None
+    record_launch(run, state)
+    if resumed is not None and env.is_lead:
+        run.recorder.record("resume", **resumed.event_fields())
+    summary = run_loop(run, state)
+    if env.is_lead:
+        print(f"events: {run.recorder.path}", flush=True)
+    run.recorder.close()
+    release_group()
+    return summary

@@ -1,26 +1,13 @@
-"""Fixtures for the trainer tests: the shipped sample corpus, prepared once per session,
-and helpers that run the real CLI (`python -m trainer`) and real `torchrun` processes."""
+"""Fixtures for the trainer tests: the shipped sample corpus, prepared once per session."""
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-PYTHON = sys.executable
-TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
-
-
-def env() -> dict:
-    e = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-    e["PYTHONPATH"] = str(REPO) + os.pathsep + e.get("PYTHONPATH", "")
-    return e
+from trainer_procs import PYTHON, REPO, env
 
 
 @pytest.fixture(scope="session")
@@ -29,36 +16,3 @@ def sample_data(tmp_path_factory) -> Path:
     subprocess.run([PYTHON, "-m", "trainer", "prepare", str(REPO / "sample_data"), "--out", str(out)],
                    check=True, env=env(), cwd=REPO, capture_output=True)
     return out
-
-
-def train_cmd(data: Path, out_dir: Path, *overrides: str, nproc: int | None = None) -> list[str]:
-    launcher = [TORCHRUN, "--nproc-per-node", str(nproc), "--standalone"] if nproc else [PYTHON]
-    return [*launcher, "-m", "trainer", "train", "--config", "tiny",
-            f"data.path={data}", f"train.out_dir={out_dir}", *overrides]
-
-
-def run_train(data: Path, out_dir: Path, *overrides: str, nproc: int | None = None,
-              timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(train_cmd(data, out_dir, *overrides, nproc=nproc), env=env(), cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def read_events(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def wait_for(predicate, timeout: float = 60.0, interval: float = 0.05):
-    """Poll until predicate() is truthy or the deadline passes (then fail the test)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"condition not met within {timeout} s")
-
-
-def steps_in(path: Path) -> int:
-    if not path.exists():
-        return 0
-    return sum('"kind":"step"' in line for line in path.read_text().splitlines())

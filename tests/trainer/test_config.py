@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from conftest import PYTHON, REPO, env
+from trainer_procs import PYTHON, REPO, env
 from trainer.config import ConfigError, load_config
 from trainer.model import count_params
 

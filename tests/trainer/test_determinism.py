@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import read_events, run_train
+from trainer_procs import read_events, run_train
 
 pytestmark = pytest.mark.slow
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from conftest import read_events, run_train
+from trainer_procs import read_events, run_train
 
 pytestmark = pytest.mark.slow
 

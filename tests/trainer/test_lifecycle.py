@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import eventschema
-from conftest import REPO, env, read_events, run_train, steps_in, train_cmd, wait_for
+from trainer_procs import REPO, env, read_events, run_train, steps_in, train_cmd, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import PYTHON, REPO, env
+from trainer_procs import PYTHON, REPO, env
 from trainer.prepare import EOS, PrepareError, decode, prepare, read_documents, sample_documents
 
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 import eventschema
-from conftest import read_events, run_train
+from trainer_procs import read_events, run_train
 
 pytestmark = pytest.mark.slow
 
