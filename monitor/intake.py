@@ -106,7 +106,7 @@ class Intake(Rotation):
         feed = ChangeFeed(targets)
         feed.start()  # before catching up, so no change falls between the two
         try:
-            paths = set(targets.files())
+            paths: set[str] = set()
             self._safely(self._reconcile)
             next_scan = 0.0
             while not stop.is_set():
