@@ -50,24 +50,27 @@ def events_of(out, kind) -> list[dict]:
     return [r for r in read_events(out / "events.jsonl") if r["kind"] == kind]
 
 
+DTYPE = {None: "model.dtype=fp16", 2: "model.dtype=fp32"}  # one process: with the fp16 grad scaler's state
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(sample_data, tmp_path_factory):
     """2N steps without a stop, one process and two, for reference."""
     runs = {}
     for nproc in (None, 2):
         out = tmp_path_factory.mktemp("whole") / "run"
-        train(sample_data, out, nproc=nproc)
+        train(sample_data, out, DTYPE[nproc], nproc=nproc)
         runs[nproc] = out
     return runs
 
 
-@pytest.mark.parametrize("nproc", [None, 2], ids=["1-process", "2-process-gloo"])
+@pytest.mark.parametrize("nproc", [None, 2], ids=["1-process-fp16", "2-process-gloo"])
 def test_stop_and_resume_continues_exactly(sample_data, uninterrupted, tmp_path, nproc):
     out = tmp_path / "run"
-    train(sample_data, out, f"checkpoint.checkpoint_every={N}", f"debug.stop_at_step={N}", nproc=nproc)
+    train(sample_data, out, DTYPE[nproc], f"checkpoint.checkpoint_every={N}", f"debug.stop_at_step={N}", nproc=nproc)
     assert [r["step"] for r in events_of(out, "checkpoint")] == [N]
     assert events_of(out, "stop")[-1]["step"] == N
-    train(sample_data, out, f"checkpoint.checkpoint_every={N}", "--resume", "auto", nproc=nproc)
+    train(sample_data, out, DTYPE[nproc], f"checkpoint.checkpoint_every={N}", "--resume", "auto", nproc=nproc)
 
     records = eventschema.validate_lines((out / "events.jsonl").read_text().splitlines())
     resume = next(r for r in records if r["kind"] == "resume")
@@ -77,6 +80,8 @@ def test_stop_and_resume_continues_exactly(sample_data, uninterrupted, tmp_path,
     launches = [r for r in records if r["kind"] == "launch"]
     assert launches[1]["resume_from"] == resume["source"] and launches[1]["start_step"] == N
     assert losses(out) == losses(uninterrupted[nproc])  # every step, bit for bit
+    scales = [r["loss_scale"] for r in records if r["kind"] == "step"]
+    assert scales == [r["loss_scale"] for r in events_of(uninterrupted[nproc], "step")]
     assert sorted(losses(out)) == list(range(1, 2 * N + 1))
     assert samples_by_step(out) == samples_by_step(uninterrupted[nproc])
     checkpoint = events_of(out, "checkpoint")[-1]
@@ -84,7 +89,7 @@ def test_stop_and_resume_continues_exactly(sample_data, uninterrupted, tmp_path,
     assert 0 <= checkpoint["blocked_s"] and 0 <= checkpoint["write_s"]
 
     if nproc:  # resuming the finished run: one line (from rank 0), no traceback, exit 0
-        again = train(sample_data, out, "--resume", "auto", nproc=nproc)
+        again = train(sample_data, out, DTYPE[nproc], "--resume", "auto", nproc=nproc)
         assert f"run already complete at step {2 * N}" in again.stdout
         assert "Traceback" not in again.stderr and again.stdout.count("run already complete") == 1
 

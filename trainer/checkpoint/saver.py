@@ -81,7 +81,7 @@ class Checkpointer:
         self.rank, self.world_size = rank_and_world()
         self.group = checkpoint_group()
         self._staging: dict[str, torch.Tensor] = {}
-        self._pending: Future | None = None
+        self._pending: tuple[Future, threading.Thread] | None = None
         self._done: list[SaveResult] = []
         self.last_saved_step: int | None = None
 
@@ -104,13 +104,14 @@ class Checkpointer:
             result.blocked_s = time.perf_counter() - started
             self._done.append(result)
             return
-        self._pending = future
-        threading.Thread(target=self._run, args=(future, staged, extras, meta, time.perf_counter() - started),
-                         daemon=True, name=f"checkpoint-step-{state.step}").start()
+        thread = threading.Thread(target=self._run, args=(future, staged, extras, meta, time.perf_counter() - started),
+                                  daemon=True, name=f"checkpoint-step-{state.step}")
+        self._pending = (future, thread)
+        thread.start()
 
     def completed(self) -> list[SaveResult]:
         """Saves finished since the last call (raises a background write's error)."""
-        if self._pending is not None and self._pending.done():
+        if self._pending is not None and self._pending[0].done():
             self._finish_pending()
         done, self._done = self._done, []
         return done
@@ -122,8 +123,10 @@ class Checkpointer:
 
     def _finish_pending(self) -> None:
         if self._pending is not None:
-            pending, self._pending = self._pending, None
-            self._done.append(pending.result())
+            (future, thread), self._pending = self._pending, None
+            result = future.result()
+            thread.join()  # no thread left running at exit (daemon only so that a fault never waits)
+            self._done.append(result)
 
     def _stage(self, tensors: dict[str, Any]) -> dict[str, Any]:
         """Copy every tensor into a CPU buffer owned by the checkpointer (reused next time)."""
