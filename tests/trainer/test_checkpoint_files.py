@@ -95,3 +95,13 @@ def test_resume_path_errors_are_one_line(tmp_path):
         resume(tmp_path, ResumeRequest("path", tmp_path), state, total_steps=100)
     with pytest.raises(CheckpointError, match="run already complete at step 2"):
         resume(tmp_path, ResumeRequest("auto"), state, total_steps=2)
+
+
+def test_a_checkpoint_of_another_model_is_a_one_line_error(tmp_path):
+    saved(tmp_path, 1)
+    state, _ = build(1)
+    state.model = torch.nn.Sequential(torch.nn.Linear(8, 8))
+    state.optimizer = torch.optim.AdamW(state.model.parameters())
+    with pytest.raises(CheckpointError, match=r"step_00000001: does not fit this model and optimizer \(Size mismatch") as info:
+        resume(tmp_path, ResumeRequest("auto"), state, total_steps=100)
+    assert "\n" not in str(info.value)

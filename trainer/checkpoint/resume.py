@@ -21,6 +21,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.api import CheckpointException
 
 from trainer.checkpoint import storage
 from trainer.checkpoint.saver import checkpoint_group, rank_and_world
@@ -140,8 +141,16 @@ def _restore(ckpt: Path, meta: dict, state: Checkpointable, resumed: Resumed, *,
     shared = _load_extra(ckpt, 0)
     tensors, _ = tensor_state(state, optimizer=load_optimizer)
     group = checkpoint_group()
-    dcp.load(tensors, checkpoint_id=ckpt / storage.DCP_DIR, process_group=group, no_dist=group is None)
-    apply_tensor_state(state, tensors, shared["optim_hparams"])
+    try:
+        dcp.load(tensors, checkpoint_id=ckpt / storage.DCP_DIR, process_group=group, no_dist=group is None)
+        apply_tensor_state(state, tensors, shared["optim_hparams"])
+    except (CheckpointException, RuntimeError, ValueError, KeyError) as exc:
+        cause = exc
+        if isinstance(exc, CheckpointException) and exc.failures:  # {rank: (exception, frames)}
+            cause = next(iter(exc.failures.values()))
+            cause = cause[0] if isinstance(cause, tuple) else cause
+        first = next((line.strip() for line in str(cause).splitlines() if line.strip()), type(cause).__name__)
+        raise CheckpointError(f"{ckpt}: does not fit this model and optimizer ({first[:300]})") from None
     resumed.restored["model"] = True
     resumed.restored["optimizer"] = load_optimizer
     if weights_only:
