@@ -155,6 +155,9 @@ class Intake(Rotation):
         except OSError as exc:
             log.error("%s (will retry)", exc)
             self.close()
+        except Exception:  # noqa: BLE001 — a bug must not stop the watcher of every other file
+            log.exception("unexpected error (will retry)")
+            self.close()
 
     # ---- one path -----------------------------------------------------------------------
     def sync(self, path: str, *, final: bool = False) -> None:
