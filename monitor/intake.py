@@ -34,7 +34,7 @@ from monitor.models import SourceFile
 from monitor.parsers import BadLine, Parser, by_name, registry, sniff
 from monitor.rotation import FOLLOWED, Rotation
 from monitor.sources import (HEAD_BYTES, MAX_LINE_BYTES, RESCAN, ChangeFeed, Targets, TooLong, head_hash,
-                             head_lines, open_file, read_lines, tail_hash)
+                             head_lines, open_file, read_lines, run_name, tail_hash)
 from monitor.store import add_source, insert_records, update_source
 
 log = logging.getLogger("trainledger.intake")
@@ -253,7 +253,7 @@ class Intake(Rotation):
             if parser is None and not (complete or settled):
                 return None  # too little to tell yet
             values = dict(base, parser=parser.name if parser else None,
-                          run=os.path.basename(os.path.dirname(path)) or "default", attempt_prefix="")
+                          run=run_name(path), attempt_prefix="")
             if parser is None:
                 values.update(self._unknown_format(lines))
         self._waiting.pop(key, None)

@@ -27,8 +27,24 @@ MAX_LINE_BYTES = 1 << 20
 
 _SKIPPED_SUFFIXES = (".db", ".db-wal", ".db-shm", ".db-journal", ".pt", ".pth", ".ckpt", ".bin",
                      ".safetensors", ".distcp", ".npy", ".npz", ".parquet", ".arrow", ".gz", ".zip",
-                     ".tar", ".bz2", ".xz", ".zst", ".lock")
-"""In a watched folder, files that are never logs (checkpoints, databases, archives)."""
+                     ".tar", ".bz2", ".xz", ".zst", ".lock", ".py", ".md", ".rst", ".sh", ".toml",
+                     ".yaml", ".yml", ".cfg", ".ini", ".html", ".png", ".jpg", ".svg", ".pdf")
+"""In a watched folder, files that are never logs (checkpoints, databases, archives, code,
+docs, configs); name such a file explicitly to read it anyway."""
+_GENERIC_FOLDERS = frozenset({"logs", "log", "output", "outputs", "out", "runs", "run", "train", "training",
+                              "stdout", "stderr", "results", "tmp"})
+
+
+def run_name(path: str) -> str:
+    """The run a log without run ids belongs to: its output folder's name, or, for a generic
+    name such as `logs`, the path from the first telling folder (`internlm_20b/logs`)."""
+    parts = os.path.dirname(os.path.abspath(path)).split(os.sep)
+    name: list[str] = []
+    while parts and parts[-1]:
+        name.insert(0, parts.pop())
+        if name[0].lower() not in _GENERIC_FOLDERS:
+            break
+    return "/".join(name) or "default"
 
 
 def digest(data: bytes) -> str:

@@ -18,7 +18,7 @@ import pytest
 from intake_helpers import sources, step_line, stored_steps, wait_for, write_steps
 
 from monitor.intake import Intake
-from monitor.sources import Targets
+from monitor.sources import Targets, run_name
 from monitor.store import count_records, load_records, open_store
 
 TRAINLEDGER = str(Path(sys.executable).with_name("trainledger"))
@@ -203,7 +203,7 @@ def _count(db: Path) -> int:
 
 
 def test_targets_expand_files_folders_and_globs(tmp_path):
-    for name in ("a/train.log", "a/events.jsonl", "a/.hidden.log", "a/ckpt/model.pt", "a/store.db-wal",
+    for name in ("a/train.log", "a/events.jsonl", "a/.hidden.log", "a/ckpt/model.pt", "a/store.db-wal", "a/README.md",
                  "b/train.log", "b/deep/x/train.log", "c.log"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("x\n")
@@ -218,3 +218,10 @@ def test_targets_expand_files_folders_and_globs(tmp_path):
     assert glob_targets.roots() == [(str(tmp_path), True)]
     with pytest.raises(FileNotFoundError, match="no/such"):
         Targets([tmp_path / "no" / "such" / "file.log"])
+
+
+def test_a_foreign_log_belongs_to_its_output_folder():
+    assert run_name("/data/runs/gpt-small/train.log") == "gpt-small"
+    assert run_name("/data/internlm_20b/logs/train.log") == "internlm_20b/logs"
+    assert run_name("/data/exp7/outputs/logs/train.log") == "exp7/outputs/logs"
+    assert run_name("/train.log") == "default"
