@@ -8,9 +8,13 @@ import os
 import signal
 import threading
 import time
+from datetime import datetime, timezone
 from typing import List, Optional
 
 import typer
+
+from monitor.policy_options import (fault_after_option, holiday_option, maintenance_option, policy_from_options,
+                                    stall_after_option, timezone_option, work_hours_option)
 
 DB_HELP = "store: a SQLite file path or a postgresql+psycopg:// URL (default: $TRAINLEDGER_DB, else ~/.local/share/trainledger/trainledger.db)"
 FORMAT_HELP = "parse every file as this format instead of sniffing it (e.g. jsonl, internlm)"
@@ -57,9 +61,26 @@ def watch(
     poll: float = typer.Option(2.0, "--poll", help="seconds between full rescans (changes are seen at once via inotify)"),
     idle_flush: float = typer.Option(5.0, "--idle-flush", help="seconds of silence after which a file's buffered lines (a traceback) are stored"),
     batch_bytes: int = typer.Option(1 << 20, "--batch-bytes", hidden=True),
+    live_every: float = typer.Option(5.0, "--live-every", help="seconds between re-classifying the live runs "
+                                     "while no record arrives (each stored batch is classified at once)"),
+    timezone: Optional[str] = timezone_option(),
+    work_hours: str = work_hours_option(),
+    holiday: List[str] = holiday_option(),
+    maintenance: List[str] = maintenance_option(),
+    stall_after: float = stall_after_option(),
+    fault_after: float = fault_after_option(),
 ) -> None:
-    """Follow log files live into the store until SIGTERM or Ctrl-C (a foreground daemon)."""
+    """Follow log files live into the store until SIGTERM or Ctrl-C (a foreground daemon).
+    Each run's live state (training, stalled, fault, …) is kept in the store for `status`."""
+    from monitor.live import LiveRuns
     from monitor.store import mask_url
+
+    try:
+        policy = policy_from_options(timezone, work_hours, holiday, maintenance, stall_after, fault_after)
+    except ValueError as exc:
+        _fail(str(exc))
+    if not live_every > 0:
+        _fail(f"--live-every {live_every}: expected a positive number of seconds")
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -67,7 +88,9 @@ def watch(
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):  # first: a stop while opening the store still counts
         signal.signal(signum, lambda *_: stop.set())
-    targets, intake = _setup(paths, db, format, batch_bytes=batch_bytes, idle_flush_s=idle_flush)
+    targets, intake = _setup(paths, db, format, batch_bytes=batch_bytes, idle_flush_s=idle_flush,
+                             live_tick_s=live_every)
+    intake.live = LiveRuns(intake.engine, policy)
     logging.getLogger("trainledger.intake").info("watching %s into %s", " ".join(paths), mask_url(db))
     intake.watch(targets, stop, poll_s=poll)
     logging.getLogger("trainledger.intake").info("stopped")
@@ -106,7 +129,7 @@ def status(db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None
     from rich.markup import escape
     from rich.table import Column, Table
 
-    from monitor.store import list_runs, list_sources, mask_url
+    from monitor.store import list_live_states, list_runs, list_sources, mask_url
 
     engine = _open(db, read_only=True)
     sources = list_sources(engine)
@@ -128,6 +151,27 @@ def status(db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None
         if src.first_bad_line is not None:
             console.print(f"{escape(src.path)}:{src.first_bad_line}: {escape(src.first_bad_reason or '')}: "
                           f"{escape(src.first_bad_example or '')}", soft_wrap=True)
+    live = list_live_states(engine)
+    if live:
+        runs = Table("state", "since", "last step", "last record", title="live runs (as `trainledger watch` last saw them)")
+        runs.columns.insert(0, Column("run", overflow="fold"))
+        for state in live:
+            since = datetime.fromtimestamp(state.since, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+            runs.add_row(escape(state.run), state.state, since, "-" if state.step is None else f"{state.step:,}",
+                         f"{_age(now - state.last_record_ts)} ago")
+        console.print(runs)
+
+
+def _age(seconds: float) -> str:
+    """A duration at a glance: 42 s, 7 min, 3.5 h, 12.0 d."""
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
 
 
 def register(app: typer.Typer) -> None:

@@ -18,6 +18,7 @@ first one kept as an example; they never stop the intake.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import socket
@@ -30,11 +31,12 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from monitor.live import LiveRuns
 from monitor.models import SourceFile
 from monitor.parsers import BadLine, Parser, by_name, registry, sniff
 from monitor.rotation import FOLLOWED, Rotation
-from monitor.sources import (HEAD_BYTES, MAX_LINE_BYTES, RESCAN, ChangeFeed, Targets, TooLong, head_hash,
-                             head_lines, open_file, read_lines, run_name, tail_hash)
+from monitor.sources import (HEAD_BYTES, MAX_LINE_BYTES, RESCAN, ChangeFeed, Targets, TooLong, file_clock,
+                             head_hash, head_lines, open_file, read_lines, run_name, tail_hash)
 from monitor.store import add_source, insert_records, update_source
 
 log = logging.getLogger("trainledger.intake")
@@ -73,7 +75,8 @@ class Intake(Rotation):
 
     def __init__(self, engine: Engine, *, format: str | type[Parser] | None = None, host: str | None = None,
                  batch_bytes: int = 1 << 20, idle_flush_s: float = 5.0,
-                 on_bytes: Callable[[int], None] | None = None) -> None:
+                 on_bytes: Callable[[int], None] | None = None, live: LiveRuns | None = None,
+                 live_tick_s: float = 5.0) -> None:
         self.engine = engine
         self.format = by_name(format) if isinstance(format, str) else format
         """Every new file is read as this format; None: sniffed per file."""
@@ -81,6 +84,9 @@ class Intake(Rotation):
         self.batch_bytes = batch_bytes
         self.idle_flush_s = idle_flush_s
         self.on_bytes = on_bytes
+        self.live = live
+        """Classifies the runs as their records are committed (monitor/live.py); None: not at all."""
+        self.live_tick_s = live_tick_s
         self.targets = Targets([])
         self._tails: dict[tuple[int, int], Tail] = {}
         self._by_path: dict[str, Tail] = {}
@@ -108,7 +114,7 @@ class Intake(Rotation):
         try:
             paths: set[str] = set()
             self._safely(self._reconcile)
-            next_scan = 0.0
+            next_scan = next_tick = 0.0
             while not stop.is_set():
                 if time.monotonic() >= next_scan or RESCAN in paths:
                     paths = set(targets.files()) | set(self._by_path)
@@ -120,7 +126,10 @@ class Intake(Rotation):
                         continue
                     self._safely(self.sync, path)
                 self._safely(self._flush_idle)
-                paths = feed.changed(timeout=min(0.5, poll_s))
+                if self.live is not None and time.monotonic() >= next_tick:
+                    self._safely(self.live.tick)  # a run gone silent turns stalled, then fault
+                    next_tick = time.monotonic() + self.live_tick_s
+                paths = feed.changed(timeout=min(0.5, poll_s, self.live_tick_s))
         finally:
             feed.stop()
             self.close()
@@ -212,7 +221,10 @@ class Intake(Rotation):
         if not row["parser"]:
             return None
         cls = self.format if self.format and self.format.name == row["parser"] else by_name(row["parser"])
-        parser = cls(run=row["run"], attempt_prefix=row["attempt_prefix"], host=self.host)
+        options: dict[str, Any] = {}
+        if "clock" in inspect.signature(cls).parameters:
+            options["clock"] = file_clock(row)
+        parser = cls(run=row["run"], attempt_prefix=row["attempt_prefix"], host=self.host, **options)
         if row["parser_state"]:
             parser.set_state(row["parser_state"])
         return parser
@@ -238,7 +250,7 @@ class Intake(Rotation):
         now = time.time()
         base = dict(path=path, device=st.st_dev, inode=st.st_ino, head_len=0, head_hash="", offset=0,
                     tail_hash="", size=st.st_size, lines=0, records=0, status="active", bad_lines=0,
-                    first_seen=now, updated=now)
+                    first_seen=now, updated=now, first_mtime=st.st_mtime, first_size=st.st_size)
         if origin is not None:  # a copy-truncate copy: it continues the original's reading
             values = dict(base, **{k: origin[k] for k in ("head_len", "head_hash", "offset", "tail_hash", "lines",
                                                           "parser", "parser_state", "run", "attempt_prefix")},
@@ -375,6 +387,18 @@ class Intake(Rotation):
             tail.parser = self._parser(row)  # back to the state committed with the offset
             raise
         row.update(values)
+        if self.live is not None and records:
+            self._classify(records)
+
+    def _classify(self, records: list) -> None:
+        """Hand the committed batch to the live accounting; its failure never undoes the intake."""
+        try:
+            self.live.committed(records)
+        except SQLAlchemyError as exc:
+            log.error("live state not recorded (will retry): %s",
+                      str(getattr(exc, "orig", None) or exc).splitlines()[0])
+        except Exception:  # noqa: BLE001 — an accounting bug must not stop the intake
+            log.exception("live state not recorded")
 
     def _close(self, tail: Tail) -> None:
         if self._tails.get(tail.key) is tail:

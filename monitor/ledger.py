@@ -7,18 +7,19 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date, datetime, time
+from datetime import datetime
 from time import time as wall_clock
 
 import orjson
 import typer
-from pydantic import ValidationError
 from rich.console import Console, Group
 from rich.markup import escape
 from rich.table import Table
 
-from monitor.accounting import DAY, Ledger, MaintenanceWindow, Policy, compute_ledger, parse_timezone
+from monitor.accounting import DAY, Ledger, compute_ledger, parse_timezone
 from monitor.accounting.figures import hours
+from monitor.policy_options import (fault_after_option, holiday_option, maintenance_option, policy_from_options,
+                                    stall_after_option, timezone_option, work_hours_option)
 
 FORMATS = ("table", "csv", "json", "markdown")
 MARKS = {"training": "✔", "startup": "🔧", "fault": "✖ 🔧", "waiting": "🔧", "manual": "➖"}
@@ -130,42 +131,17 @@ def render(ledger: Ledger, fmt: str, console: Console) -> None:
         console.file.write(text if text.endswith("\n") else text + "\n")
 
 
-def policy_from_options(timezone: str | None, work_hours: str, holidays: list[str],
-                        maintenance: list[str]) -> Policy:
-    """A Policy from the command line's options; ValueError names the bad option."""
-    start, sep, end = work_hours.partition("-")
-    try:
-        hours = {"work_start": time.fromisoformat(start.strip()), "work_end": time.fromisoformat(end.strip())}
-        if not sep:
-            raise ValueError
-    except ValueError:
-        raise ValueError(f"--work-hours {work_hours!r}: expected HH:MM-HH:MM, e.g. 09:30-22:00") from None
-    try:
-        days = frozenset(date.fromisoformat(d) for d in holidays)
-    except ValueError as exc:
-        raise ValueError(f"--holiday: {exc} (expected YYYY-MM-DD)") from None
-    try:
-        windows = tuple(MaintenanceWindow.parse(w) for w in maintenance)
-    except (ValueError, ValidationError) as exc:
-        detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
-        raise ValueError(f"--maintenance: {detail}") from None
-    try:
-        return Policy(timezone=timezone, holidays=days, maintenance=windows, **hours)
-    except ValidationError as exc:
-        raise ValueError(f"--timezone/--work-hours: {exc.errors()[0]['msg']}") from None
-
-
 def ledger_command(
     run: str = typer.Argument(..., help="The run's name (see `trainledger status`)."),
     db: str | None = typer.Option(None, "--db", help="Store URL or SQLite path (default: $TRAINLEDGER_DB, "
                                   "then ~/.local/share/trainledger/trainledger.db)."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv, json or markdown."),
-    timezone: str | None = typer.Option(None, "--timezone", help="Zone of the working hours, e.g. Asia/Shanghai "
-                                        "or +08:00 (default: the run's launch records' `timezone`, else UTC)."),
-    work_hours: str = typer.Option("09:30-22:00", "--work-hours", help="Working hours, local time."),
-    holiday: list[str] = typer.Option([], "--holiday", help="A holiday (YYYY-MM-DD), off hours all day; repeatable."),
-    maintenance: list[str] = typer.Option([], "--maintenance", help="Planned downtime START/END (ISO 8601 with "
-                                          "offset), left out of the ratios; repeatable."),
+    timezone: str | None = timezone_option(),
+    work_hours: str = work_hours_option(),
+    holiday: list[str] = holiday_option(),
+    maintenance: list[str] = maintenance_option(),
+    stall_after: float = stall_after_option(),
+    fault_after: float = fault_after_option(),
     live: bool = typer.Option(False, "--live", help="Account up to now: for a run that is still going."),
 ) -> None:
     """Print a run's ledger: every launch and downtime, the pie in days, goodput and ETTR."""
@@ -175,7 +151,7 @@ def ledger_command(
     if fmt not in FORMATS:
         raise typer.BadParameter(f"{fmt!r} is not one of {', '.join(FORMATS)}", param_hint="--format")
     try:
-        policy = policy_from_options(timezone, work_hours, holiday, maintenance)
+        policy = policy_from_options(timezone, work_hours, holiday, maintenance, stall_after, fault_after)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     try:

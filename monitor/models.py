@@ -134,6 +134,28 @@ class SourceFile(SQLModel, table=True):
     first_seen: float
     updated: float
     last_record_ts: Optional[float] = None
+    first_mtime: Optional[float] = None
+    """The file's modification time when first seen: the clock for the lines it held then
+    (a backlog) when its format offers no time of its own."""
+    first_size: Optional[int] = Field(default=None, sa_column=Column(BigInteger))
+    """Its size then: lines past it were written while followed, and are dated when read."""
+
+
+class LiveState(SQLModel, table=True):
+    """Each live run's current state as the watcher last classified it (monitor/live.py):
+    what `trainledger status` shows and what alerts will watch."""
+
+    __tablename__ = "live_states"
+    run: str = Field(primary_key=True)
+    state: str
+    since: float
+    """When the current state began."""
+    attempt: str = ""
+    last_record_ts: float
+    step: Optional[int] = Field(default=None, sa_column=Column(BigInteger))
+    """The newest attempt's last step."""
+    updated: float
+    """When the watcher classified it (the `now` of the snapshot)."""
 
 
 class Alert(SQLModel, table=True):

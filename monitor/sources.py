@@ -13,7 +13,9 @@ import os
 import queue
 import stat
 import threading
+import time
 from dataclasses import dataclass
+from typing import Any, Callable
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
@@ -59,6 +61,18 @@ def tail_hash(fd: int, offset: int) -> str:
     """The hash of the bytes just before `offset` (empty at offset 0)."""
     start = max(0, offset - TAIL_BYTES)
     return digest(os.pread(fd, offset - start, start))
+
+
+def file_clock(row: dict[str, Any]) -> Callable[[], float]:
+    """The time of a line with none of its own, in a file with no anchor (docs/parsers.md), for
+    the source `row` (live: its `offset` moves on): a line the file already held when first
+    seen was written by the file's modification time then, not when read; a line written
+    since is dated when read."""
+    def clock() -> float:
+        if row.get("first_mtime") is not None and row["offset"] < (row.get("first_size") or 0):
+            return row["first_mtime"]
+        return time.time()
+    return clock
 
 
 @dataclass(frozen=True)

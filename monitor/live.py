@@ -1,0 +1,116 @@
+"""The watcher's live accounting: the I/O edge around the pure live fold.
+
+`trainledger watch` keeps one `LiveLedger` per run it has stored records of: seeded from the
+store the first time the run shows up, then fed each batch the intake has committed (never
+before: what is classified is what is stored). After each batch, and on a periodic tick while
+nothing arrives (that is how `training` turns `stalled`, then `fault`), it writes each run's
+current state to the `live_states` table and logs every change of state — the hook alerts
+will use.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from typing import Callable, Iterable
+
+from sqlalchemy.engine import Engine
+
+from monitor.accounting import LiveLedger, Policy, parse_timezone
+from monitor.models import LiveState
+from monitor.records import Record
+from monitor.store import list_live_states, load_records, save_live_states
+
+log = logging.getLogger("trainledger.live")
+
+
+def printable(text: str) -> str:
+    """A name from a log, safe for a log line (control characters escaped)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+class LiveRuns:
+    """Every run the watcher follows, classified live with `policy`."""
+
+    def __init__(self, engine: Engine, policy: Policy | None = None, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.engine = engine
+        self.policy = policy or Policy()
+        self.clock = clock
+        self.ledgers: dict[str, LiveLedger] = {}
+        self.last_ts: dict[str, float] = {}
+        self.stale: set[str] = set()
+        """Runs that got a record older than one already folded (two files of one run read one
+        after the other): refolded from the store at the next tick, once, not per batch."""
+        self.saved: dict[str, LiveState] = {s.run: s for s in list_live_states(engine)}
+
+    def committed(self, records: Iterable[Record]) -> None:
+        """Fold a batch the intake has just committed; record the state of the runs it touched."""
+        by_run: dict[str, list[Record]] = {}
+        for record in records:
+            by_run.setdefault(record.run, []).append(record)
+        for run, batch in by_run.items():
+            batch.sort(key=lambda r: r.ts)  # stable: ties keep the order they were read in
+            if run in self.stale:
+                continue
+            if run not in self.ledgers:
+                self._seed(run)  # the store already holds this batch
+            elif batch[0].ts < self.last_ts[run]:
+                self.stale.add(run)
+            else:
+                ledger = self.ledgers[run]
+                for record in batch:
+                    ledger.add(record)
+                self.last_ts[run] = batch[-1].ts
+        self.record([run for run in by_run if run not in self.stale])
+
+    def tick(self) -> None:
+        """Refold the stale runs and record every run's state as of now."""
+        for run in sorted(self.stale):
+            self._seed(run)
+        self.stale.clear()
+        self.record(list(self.ledgers))
+
+    def _seed(self, run: str) -> None:
+        records = load_records(self.engine, run)
+        self.ledgers[run] = LiveLedger.from_records(records, self.policy)
+        self.last_ts[run] = max((r.ts for r in records), default=float("-inf"))
+
+    def record(self, runs: list[str]) -> None:
+        """Write these runs' current states in one transaction, then log those that changed."""
+        now = self.clock()
+        states = [state for run in runs if (state := self.state(run, now)) is not None]
+        if not states:
+            return
+        with self.engine.begin() as conn:
+            save_live_states(conn, states)
+        for state in states:
+            before = self.saved.get(state.run)
+            if before is None or before.state != state.state:
+                self._log_change(before, state)
+            self.saved[state.run] = state
+
+    def state(self, run: str, now: float) -> LiveState | None:
+        """The run's state at `now`, from its live fold (None before its first record)."""
+        live = self.ledgers[run]
+        ledger = live.snapshot(now)
+        if ledger is None or not ledger.segments:
+            return None
+        segments = ledger.segments
+        current = segments[-1].state
+        since = segments[-1].start
+        for segment in reversed(segments):
+            if segment.state != current:
+                break
+            since = segment.start
+        final = live.segmenter.attempts[-1]
+        return LiveState(run=run, state=current, since=since, attempt=final.attempt_id,
+                         last_record_ts=self.last_ts[run], step=final.steps[-1] if final.steps else None,
+                         updated=now)
+
+    def _log_change(self, before: LiveState | None, after: LiveState) -> None:
+        zone = parse_timezone(self.ledgers[after.run].policy().timezone or "UTC")
+        since = datetime.fromtimestamp(after.since, zone).strftime("%Y-%m-%d %H:%M:%S")
+        change = f"{before.state} → {after.state}" if before is not None else after.state
+        log.info("run %s: %s since %s", printable(after.run), change, since)
