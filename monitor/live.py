@@ -23,6 +23,8 @@ from monitor.records import Record
 from monitor.store import list_live_states, load_records, save_live_states
 
 log = logging.getLogger("trainledger.live")
+SETTLED = frozenset({"fault", "manual", "waiting"})
+"""States that only a new record changes; a run in another one keeps being classified as time passes."""
 
 
 def printable(text: str) -> str:
@@ -40,10 +42,11 @@ class LiveRuns:
         self.clock = clock
         self.ledgers: dict[str, LiveLedger] = {}
         self.last_ts: dict[str, float] = {}
-        self.stale: set[str] = set()
-        """Runs that got a record older than one already folded (two files of one run read one
-        after the other): refolded from the store at the next tick, once, not per batch."""
         self.saved: dict[str, LiveState] = {s.run: s for s in list_live_states(engine)}
+        self.stale: set[str] = {s.run for s in self.saved.values() if s.state not in SETTLED}
+        """Runs to refold from the store at the next tick, once, not per batch: those that got a
+        record older than one already folded (two files of one run read one after the other),
+        and at start those a previous watcher left in a state that time still moves on."""
 
     def committed(self, records: Iterable[Record]) -> None:
         """Fold a batch the intake has just committed; record the state of the runs it touched."""

@@ -7,20 +7,25 @@ polls the store against a deadline.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
 from datetime import datetime, timezone
+from datetime import time as time_of_day
 from pathlib import Path
 
 import orjson
 from intake_helpers import wait_for
 
+from monitor.accounting import Policy
 from monitor.intake import Intake
+from monitor.live import LiveRuns
+from monitor.records import Record
 from monitor.sources import Targets
-from monitor.store import list_live_states, load_records, open_store
+from monitor.store import insert_records, list_live_states, load_records, open_store
 
 TRAINLEDGER = str(Path(sys.executable).with_name("trainledger"))
 REPO = Path(__file__).resolve().parents[2]
@@ -129,37 +134,41 @@ def test_a_run_turns_stalled_when_its_steps_stop_and_its_end_record_sets_its_sta
         assert f"run {name}: stalled → {state} since " in out, out
 
 
-def test_silence_turns_a_stalled_run_fault_and_a_restarted_watcher_resumes_from_the_store(tmp_path, sqlite_url):
+def test_a_restarted_watcher_carries_on_where_the_last_one_left_each_run(tmp_path, sqlite_url):
     root = tmp_path / "runs"
     runs = Runs(root, ["quiet"])
     states = _states(sqlite_url)
     args = [TRAINLEDGER, "watch", str(root), "--db", sqlite_url, "--poll", "1", "--idle-flush", "1",
-            "--stall-after", "1", "--fault-after", "3", "--live-every", "0.2", "--work-hours", ALL_DAY]
-    first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
+            "--stall-after", "1", "--live-every", "0.2", "--work-hours", ALL_DAY]
+    first = subprocess.Popen([*args, "--fault-after", "600"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, env=_env())
     try:
         def training():
             """the run is training while its steps keep coming"""
             runs.step_all()
             return "quiet" in states() and states()["quiet"].state == "training"
         wait_for(training, timeout=60)
-        wait_for(lambda: states()["quiet"].state == "fault", timeout=30)
+        wait_for(lambda: states()["quiet"].state == "stalled", timeout=30)
     finally:
         first.send_signal(signal.SIGTERM)
         out, _ = first.communicate(timeout=30)
-    assert first.returncode == 0 and "run quiet: stalled → fault since " in out, out
-    fault = states()["quiet"]
+    assert first.returncode == 0 and "run quiet: training → stalled since " in out, out
 
-    last = runs.steps["quiet"]
-    runs.step_all()  # the run comes back: a new step in the same attempt, read by a new watcher
-    second = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
+    # no new record: the next watcher still moves the stalled run on, to fault after the silence
+    second = subprocess.Popen([*args, "--fault-after", "3"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, env=_env())
     try:
+        fault = wait_for(lambda: states()["quiet"].state == "fault" and states()["quiet"], timeout=60)
+        assert fault.step == runs.steps["quiet"]
+        last = runs.steps["quiet"]
+        runs.step_all()  # the run comes back: a new step in the same attempt
         back = wait_for(lambda: states()["quiet"].step == last + 1 and states()["quiet"], timeout=60)
     finally:
         second.send_signal(signal.SIGTERM)
         out, _ = second.communicate(timeout=30)
     assert second.returncode == 0, out
     assert back.last_record_ts > fault.last_record_ts
-    assert "run quiet: fault → " in out, out  # it knew the state the first watcher left
+    assert "run quiet: stalled → fault since " in out and "run quiet: fault → " in out, out
 
 
 def test_a_backlog_line_without_a_time_is_dated_by_the_files_modification_time(tmp_path, sqlite_url):
@@ -176,3 +185,47 @@ def test_a_backlog_line_without_a_time_is_dated_by_the_files_modification_time(t
     assert all(abs(r.ts - written) < 3600 for r in records), [r.ts for r in records]
     assert all(r.attempt.startswith("train.log:") for r in records)
     engine.dispose()
+
+
+def _step(run: str, step: int, ts: float, rank: int = 0) -> Record:
+    return Record(kind="step", run=run, attempt="a1", ts=ts, host="node1", rank=rank, step=step, fields={"loss": 2.0})
+
+
+def test_live_runs_classify_committed_batches_and_refold_a_late_record_from_the_store(store, caplog):
+    """In process, with the clock in the test's hands: each state at an exact moment."""
+    start = 1_700_000_000.0
+    now = [start]
+    live = LiveRuns(store, Policy(work_start=time_of_day(0), work_end=time_of_day(23, 59, 59, 999999),
+                                  stall_min_s=60.0), clock=lambda: now[0])
+
+    def commit(records):
+        with store.begin() as conn:
+            insert_records(conn, records)
+        live.committed(records)
+
+    caplog.set_level(logging.INFO, logger="trainledger.live")
+    now[0] = start + 95
+    commit([_step("r", i, start + 10 * i) for i in range(10)])
+    (state,) = list_live_states(store)
+    assert (state.run, state.state, state.since, state.step, state.last_record_ts, state.updated) == \
+        ("r", "training", start, 9, start + 90, start + 95)
+
+    now[0] = start + 90 + 99  # not yet past the stall threshold, max(60 s, 10 x the 10 s median)
+    live.tick()
+    assert list_live_states(store)[0].state == "training"
+    now[0] = start + 90 + 101
+    live.tick()
+    (state,) = list_live_states(store)
+    assert (state.state, state.since) == ("stalled", start + 90)
+
+    now[0] = start + 200  # a fault another rank wrote before the last step arrives late
+    late = Record(kind="fault", run="r", attempt="a1", ts=start + 85, host="node2", rank=1, step=None,
+                  fields={"exc_type": "RuntimeError", "message": "NCCL timeout"})
+    commit([late])
+    assert list_live_states(store)[0].state == "stalled"  # not folded out of order …
+    live.tick()  # … but refolded from the store
+    (state,) = list_live_states(store)
+    assert (state.state, state.last_record_ts, state.updated) == ("fault", start + 90, start + 200)
+    assert [r.getMessage() for r in caplog.records] == [
+        "run r: training since 2023-11-14 22:13:20", "run r: training → stalled since 2023-11-14 22:14:50",
+        "run r: stalled → fault since 2023-11-14 22:14:50"]
