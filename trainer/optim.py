@@ -49,15 +49,18 @@ class LossScaler(torch.amp.GradScaler):
         self.overflows_left = cfg.hysteresis
 
     def update_after_step(self, overflow: bool) -> None:
+        """InternLM's (and Megatron's) hysteresis: every overflow restarts the growth count; the
+        scale backs off from the `hysteresis`-th overflow since it last grew, on each one after."""
         if not self.is_enabled():
             return
-        if overflow and self.overflows_left > 1:
-            self.overflows_left -= 1
-            self.update(new_scale=self.get_scale())  # tolerated overflow: keep the scale
-        else:
-            if overflow:
-                self.overflows_left = self.hysteresis
-            self.update()
+        before = self.get_scale()
+        self.update()  # torch: on an overflow back off and restart the growth count; else maybe grow
+        if overflow:
+            self.overflows_left = max(self.overflows_left - 1, 0)
+            if self.overflows_left > 0:
+                self.update(new_scale=before)  # a tolerated overflow: keep the scale
+        elif self.get_scale() > before:
+            self.overflows_left = self.hysteresis
         clamped = min(max(self.get_scale(), self.min_scale), self.max_scale)
         if clamped != self.get_scale():
             self.update(new_scale=clamped)

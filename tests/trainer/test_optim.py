@@ -72,3 +72,23 @@ def test_state_round_trips_including_hysteresis():
 def test_disabled_scaler_scales_by_one():
     scaler = LossScaler("cpu", GradScalerConfig(), enabled=False)
     assert scaler.loss_scale() == 1.0 and scaler.scale(torch.tensor(2.0)).item() == 2.0
+
+
+def test_a_tolerated_overflow_restarts_the_growth_count():
+    scaler = _scaler()  # growth_interval 2
+    _step(scaler, False), _step(scaler, True), _step(scaler, False)
+    assert scaler.get_scale() == 1024.0  # one clean step since the overflow: not grown yet
+    _step(scaler, False)
+    assert scaler.get_scale() == 2048.0
+
+
+def test_overflows_keep_backing_off_until_the_scale_grows_again():
+    scaler = _scaler()
+    _step(scaler, True), _step(scaler, True)
+    assert scaler.get_scale() == 512.0
+    _step(scaler, True)
+    assert scaler.get_scale() == 256.0  # hysteresis spent: no second free overflow
+    _step(scaler, False), _step(scaler, False)
+    assert scaler.get_scale() == 512.0 and scaler.overflows_left == 2  # growth restores the hysteresis
+    _step(scaler, True)
+    assert scaler.get_scale() == 512.0
