@@ -33,12 +33,12 @@ from monitor.records import Record
 
 _BOUND_RE = re.compile(r"process rank (\d+) is bound to host:(\S+) device: (\d+)")
 _DIST_RE = re.compile(r"data parallel size: (\d+), pipeline parallel size: (\d+), tensor parallel size: (\d+)")
-_BODY_RE = re.compile(r"(?:^|[\s,])(?:tflops|step)=")
 _METRICS_RE = re.compile(r"tgs \(tokens/gpu/second\)=|record_current_batch_training_metrics")
 _DICT_RE = re.compile(r"\{[^{}]*\}")
 _SOURCE_TOKENS_RE = re.compile(r" tokens/([^\s=]+)=(\S+)")
 _DICT_ITEM_RE = re.compile(r"'([^']*)':\s*([^,}]+)")
 _FLOATS = ("tflops", "tgs", "lr", "loss_scale", "fwd_bwd_time", "acc", "perplexity")
+_INT64 = float(2**63)
 _INTS = ("num_consumed_tokens", "inf_nan_skip_batches", "num_samples_in_batch", "largest_length")
 
 
@@ -52,8 +52,8 @@ class InternLMParser(TextParser):
         return 0.0
 
     def parse_line(self, line: str, rank: int) -> list[Record] | None:
-        if "step=" in line and "loss=" in line and (match := _BODY_RE.search(line)):
-            return self._step(line[match.start():].lstrip(" \t,"), rank)
+        if "step=" in line and "loss=" in line and (start := _body_start(line)) >= 0:
+            return self._step(line[start:].lstrip(" \t,"), rank)
         if "is bound to host:" in line and (match := _BOUND_RE.search(line)):
             return self._bound(to_count(match.group(1)), match.group(2), rank)
         if match := _DIST_RE.search(line):
@@ -83,60 +83,100 @@ class InternLMParser(TextParser):
     def _step(self, body: str, rank: int) -> list[Record]:
         body = body.replace("tgs (tokens/gpu/second)=", "tgs=")
         if "{" in body:
-            body = _DICT_RE.sub(lambda m: m.group(0).replace(" ", ""), body)
-        values = {}
-        tokens = body.split() if " " in body else body.split(",")  # early InternLM: commas
-        for token in tokens:  # per-source figures (acc/S, tokens/S, loss/S) are most
-            if "/" in token and token[:4] != "tgs/":  # tokens: skipped here, read below
-                continue
-            key, _, raw = token.partition("=")
-            values[key] = raw
-        step = to_int(values.pop("step")) if "step" in values else None
+            body = _DICT_RE.sub(_squeeze, body)
+        step, fields = _token_fields(body)
         if step is None:
             return []
-        fields: dict = {}
-        if "loss" in values:
-            fields.update(loss_field(values.pop("loss")))
-        for key in _FLOATS:
-            if key in values:
-                fields[key] = to_float(values.pop(key))
-        for key in _INTS:
-            if key in values:
-                fields[key] = to_int(values.pop(key))
-        if "grad_norm" in values:
-            fields.update(_grad_norm(values.pop("grad_norm")))
-        for key, raw in values.items():
-            fields[key[4:] if key.startswith("tgs/") else key] = _number_or_text(raw)
-        fields["per_source"] = _per_source(body)
+        fields["per_source"] = _per_source(body) if " tokens/" in body else {}
         host = (self.s["fmt"].get("hosts_by_rank") or {}).get(str(rank))
-        return self.step_record(step, self.at(), rank, host=host, **fields)
+        return self.step_fields(step, self.at(), fields, rank, host)
+
+
+def _token_fields(body: str) -> tuple[int | None, dict]:
+    """(step, fields) of a metric line's body; step None: not a step. On the hot path of every
+    InternLM backlog: one split, numbers read with `float` inline (the helpers only for what
+    it refuses); the per-source tokens, most of a line, skipped here and read by `_per_source`."""
+    values = {}
+    for token in body.split() if " " in body else body.split(","):  # early InternLM: commas
+        if "/" in token and token[:4] != "tgs/":
+            continue
+        key, _, raw = token.partition("=")
+        values[key] = raw
+    step = values.pop("step", None)
+    if step is None or (step := to_int(step)) is None:
+        return None, {}
+    fields: dict = {}
+    if (raw := values.pop("loss", None)) is not None:
+        fields.update(loss_field(raw))
+    for key in _FLOATS:
+        if (raw := values.pop(key, None)) is not None:
+            try:
+                value = float(raw)
+            except ValueError:
+                value = to_float(raw)
+            fields[key] = value if value is None or value - value == 0.0 else None
+    for key in _INTS:
+        if (raw := values.pop(key, None)) is not None:
+            try:
+                value = float(raw)
+            except ValueError:
+                value = None
+            fields[key] = int(value) if value is not None and -_INT64 < value < _INT64 else to_int(raw)
+    if (raw := values.pop("grad_norm", None)) is not None:
+        fields.update(_grad_norm(raw))
+    for key, raw in values.items():
+        try:
+            value = float(raw)
+        except ValueError:
+            value = _number_or_text(raw)
+        fields[key[4:] if key[:4] == "tgs/" else key] = (
+            value if type(value) is not float or value - value == 0.0 else None)
+    return step, fields
+
+
+def _body_start(line: str) -> int:
+    """Where the metrics start: the first `tflops=` or `step=` at the line's start or after a
+    space or comma (the match start of `(?:^|[\s,])(?:tflops|step)=`), or -1."""
+    best = -1
+    for key in ("tflops=", "step="):
+        at = line.find(key)
+        while at > 0 and line[at - 1] != "," and not line[at - 1].isspace():
+            at = line.find(key, at + 1)
+        if at >= 0 and (best < 0 or at - 1 < best):
+            best = max(at - 1, 0)
+    return best
+
+
+def _squeeze(match: re.Match[str]) -> str:
+    return match.group(0).replace(" ", "")
 
 
 def _per_source(body: str) -> dict[str, dict]:
     """{source: {tokens, acc, loss}} for the sources that had tokens in this step. A few are
-    looked up by string search; many (a hostile line) by one pass over all tokens."""
+    looked up by string search; many (a hostile line, or seed 002's ~40) by one pass over all
+    tokens."""
     sources = [(name, tokens) for name, tokens in _SOURCE_TOKENS_RE.findall(body) if tokens.strip("0.")]
+    per_source = {}
     if len(sources) > 8:
         raw = dict(token.partition("=")[::2] for token in body.split() if token.startswith(("acc/", "loss/")))
-        find = lambda figure, name: raw.get(f"{figure}/{name}")  # noqa: E731
-    else:
-        find = lambda figure, name: _value_of(body, f" {figure}/{name}=")  # noqa: E731
-    per_source = {}
+        for name, tokens in sources:
+            figures: dict = {"tokens": to_int(tokens)}
+            if (value := raw.get(f"acc/{name}")) is not None:
+                figures["acc"] = to_float(value)
+            if (value := raw.get(f"loss/{name}")) is not None:
+                figures["loss"] = to_float(value)
+            per_source[name] = figures
+        return per_source
     for name, tokens in sources:
-        figures: dict = {"tokens": to_int(tokens)}
+        figures = {"tokens": to_int(tokens)}
         for figure in ("acc", "loss"):
-            if (value := find(figure, name)) is not None:
-                figures[figure] = to_float(value)
+            key = f" {figure}/{name}="
+            if (at := body.find(key)) >= 0:
+                start = at + len(key)
+                end = body.find(" ", start)
+                figures[figure] = to_float(body[start:end if end >= 0 else None])
         per_source[name] = figures
     return per_source
-
-
-def _value_of(body: str, key: str) -> str | None:
-    if (at := body.find(key)) < 0:
-        return None
-    start = at + len(key)
-    end = body.find(" ", start)
-    return body[start:end if end >= 0 else None]
 
 
 def _grad_norm(value: str) -> dict:

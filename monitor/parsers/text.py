@@ -188,6 +188,10 @@ class TextParser(Parser):
 
     def record(self, kind: str, ts: float, *, step: int | None = None, rank: int = 0,
                host: str | None = None, **fields: Any) -> list[Record]:
+        return self._record(kind, ts, step, rank, host, fields)
+
+    def _record(self, kind: str, ts: float, step: int | None, rank: int, host: str | None,
+                fields: dict[str, Any]) -> list[Record]:
         out = self.flush_launch() if kind != "launch" else []
         self.s["started"] = True
         out.append(Record(kind=kind, run=self.s["run_id"] or self.run, attempt=self.attempt, ts=ts,
@@ -198,7 +202,15 @@ class TextParser(Parser):
     def step_record(self, step: int, ts: float, rank: int = 0, host: str | None = None,
                     **fields: Any) -> list[Record]:
         """A `step` record, after the attempt rules: backwards → new attempt; repeat → dropped."""
+        return self.step_fields(step, ts, fields, rank, host)
+
+    def step_fields(self, step: int, ts: float, fields: dict[str, Any], rank: int = 0,
+                    host: str | None = None) -> list[Record]:
+        """`step_record` taking the fields as a dict the record then owns (no copy: the hot
+        path of a large backlog)."""
         _check_step(step)
+        if not _RECORD_ARGUMENTS.isdisjoint(fields):
+            raise BadLine(f"a figure named like a record's own field: {sorted(_RECORD_ARGUMENTS & fields.keys())}")
         last = self.s["last_step"]
         if last is not None and step < last:
             self.new_attempt()
@@ -212,7 +224,7 @@ class TextParser(Parser):
                 fields["tokens_per_s"] = fields["tgs"] * world
             elif fields.get("tgs") is None and fields.get("tokens_per_s") is not None:
                 fields["tgs"] = fields["tokens_per_s"] / world
-        return self.record("step", ts, step=step, rank=rank, host=host, **fields)
+        return self._record("step", ts, step, rank, host, fields)
 
     def eval_record(self, step: int, ts: float, rank: int = 0, **fields: Any) -> list[Record]:
         _check_step(step)
@@ -276,6 +288,10 @@ class TextParser(Parser):
             return key or (None if offset is None else format_offset(offset.total_seconds()))
         learned = self.s["utc_offset"]
         return None if learned is None else format_offset(learned)
+
+
+_RECORD_ARGUMENTS = frozenset(("self", "kind", "step", "ts", "rank", "host"))
+"""Figures that `step_record`'s keywords cannot take (they once failed there with a TypeError)."""
 
 
 def _check_step(step: Any) -> None:

@@ -20,32 +20,34 @@ _BIGINT = 1 << 63
 STEP_COLUMNS = ("source_id", "seq", "run", "attempt", "ts", "host", "rank", "step",
                 *FLOAT_FIGURES, *INT_FIGURES, "extra")
 EVENT_COLUMNS = ("source_id", "seq", "kind", "run", "attempt", "ts", "host", "rank", "step", "payload")
-_FLOAT_INDEX = {name: 8 + i for i, name in enumerate(FLOAT_FIGURES)}
-_INT_INDEX = {name: 8 + len(FLOAT_FIGURES) + i for i, name in enumerate(INT_FIGURES)}
+_INDEX = {name: 8 + i for i, name in enumerate(FLOAT_FIGURES + INT_FIGURES)}
+_FIRST_INT = 8 + len(FLOAT_FIGURES)
 _EMPTY_FIGURES = [None] * (len(FLOAT_FIGURES) + len(INT_FIGURES))
 _INF = math.inf
 
 
 def step_values(record: Record, source_id: int | None, seq: int) -> list[Any]:
-    """The row of `step_metrics` for a step record, in STEP_COLUMNS order (on the hot path of
-    every ingest: plain comparisons rather than calls)."""
+    """The row of `step_metrics` for a step record, in STEP_COLUMNS order, its `extra` still
+    a dict (on the hot path of every ingest: plain comparisons rather than calls)."""
     values = [source_id, seq, record.run, record.attempt, record.ts, record.host, record.rank, record.step,
               *_EMPTY_FIGURES, None]
     extra: dict[str, Any] | None = None
     for name, value in record.fields.items():
-        kind = type(value)
-        index = _FLOAT_INDEX.get(name)
-        if index is not None and (kind is float or kind is int):
-            if -_INF < value < _INF:  # false for NaN too
+        index = _INDEX.get(name)
+        if index is not None:
+            kind = type(value)
+            if index < _FIRST_INT:
+                if kind is float or kind is int:
+                    if -_INF < value < _INF:  # false for NaN too
+                        values[index] = value
+                        continue
+                    if extra is None:
+                        extra = {}
+                    extra.setdefault(_NONFINITE, {})[name] = repr(float(value))
+                    continue
+            elif kind is int and -_BIGINT <= value < _BIGINT:
                 values[index] = value
                 continue
-            extra = extra or {}
-            extra.setdefault(_NONFINITE, {})[name] = repr(float(value))
-            continue
-        index = _INT_INDEX.get(name)
-        if index is not None and kind is int and -_BIGINT <= value < _BIGINT:
-            values[index] = value
-            continue
         if extra is None:
             extra = {}
         extra[name] = value
