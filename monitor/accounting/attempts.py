@@ -126,9 +126,10 @@ class Segmenter:
             if r.rank == attempt.step_rank and r.step is not None:
                 if attempt.steps and r.step < attempt.steps[-1]:
                     pieces = sum(a.attempt_id.split("~")[0] == r.attempt for a in self.attempts)
+                    split_from = attempt
                     attempt = self._open(r.attempt, f"{r.attempt}~{pieces}", r.ts, split=True)
                     attempt.step_rank = r.rank
-                    attempt.launch = self.attempts[-2].launch if len(self.attempts) > 1 else None
+                    attempt.launch = split_from.launch
                 attempt.step_ts.append(r.ts)
                 attempt.steps.append(r.step)
                 if attempt.live is not None and len(attempt.step_ts) > 1:

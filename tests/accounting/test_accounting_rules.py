@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
 import pytest
@@ -196,3 +197,12 @@ def test_a_run_that_ended_in_a_fault_shows_why_in_its_last_row():
     assert last.cause == "fault: oom — RuntimeError: boom"  # the first line of the evidence only
     finished = Run().launch(at("2024-06-03 10:00")).steps(at("2024-06-03 10:01"), at("2024-06-03 11:00"))
     assert compute_ledger(finished.finish(at("2024-06-03 11:00")).sorted(), UTC).rows[-1].state == "training"
+
+
+def test_a_split_attempt_keeps_its_own_launch_when_another_attempt_interleaves():
+    run = Run().launch(at("2024-06-03 10:00"), batch="7").steps(at("2024-06-03 10:05"), at("2024-06-03 10:10"))
+    run.launch(at("2024-06-03 10:20"), batch="8")  # a second attempt id opens in between
+    records = run.sorted()
+    records.append(replace(records[1], ts=at("2024-06-03 10:30"), step=1))  # a1's counter goes back
+    attempts = segment(records)
+    assert [(a.attempt_id, a.data_batch) for a in attempts] == [("a1", "7"), ("a2", "8"), ("a1~1", "7")]
