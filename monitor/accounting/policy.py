@@ -89,9 +89,10 @@ class Policy(BaseModel):
         if self.timezone is not None or not run_timezone:
             return self
         try:
-            return self.model_copy(update={"timezone": run_timezone})
+            parse_timezone(run_timezone)  # model_copy runs no validator: check here
         except ValueError:
             return self
+        return self.model_copy(update={"timezone": run_timezone})
 
     @property
     def tz(self) -> tzinfo:

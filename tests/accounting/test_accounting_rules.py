@@ -206,3 +206,11 @@ def test_a_split_attempt_keeps_its_own_launch_when_another_attempt_interleaves()
     records.append(replace(records[1], ts=at("2024-06-03 10:30"), step=1))  # a1's counter goes back
     attempts = segment(records)
     assert [(a.attempt_id, a.data_batch) for a in attempts] == [("a1", "7"), ("a2", "8"), ("a1~1", "7")]
+
+
+def test_a_run_timezone_that_is_no_zone_falls_back_to_utc():
+    records = two_attempts("fault", "2024-06-03 22:30", "2024-06-04 10:00")
+    records[0] = replace(records[0], fields={**records[0].fields, "timezone": "Mars/Olympus"})
+    ledger = compute_ledger(records)
+    assert ledger.timezone == "UTC"
+    assert spans(ledger, "off_hours") == [(at("2024-06-03 22:30"), at("2024-06-04 09:30"))]
