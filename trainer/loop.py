@@ -165,6 +165,8 @@ def train_step(run: Run, state: TrainState, stop: StopSignals) -> dict:
             token_loss = metrics.token_losses(logits, targets)
             state.grad_scaler.scale(token_loss.sum() / n_targets).backward()
         metrics.add_micro_batch(sums, token_loss.detach(), logits.detach(), targets, batch.sources.to(env.device))
+    if env.device.type == "cuda":  # kernels run asynchronously: time them, not their launch
+        torch.cuda.synchronize(env.device)
     fwd_bwd_time = time.perf_counter() - t_fwd_bwd
 
     state.grad_scaler.unscale_(state.optimizer)
