@@ -261,16 +261,16 @@ def run_loop(run: Run, state: TrainState) -> Summary:
                         recorder.record("eval", **result)
                 checkpoints.after_step(state)
                 if stop_requested:
-                    checkpoints.at_end(state, "stop")  # SIGINT/SIGTERM: checkpoint before exiting
-                    if env.is_lead:
-                        recorder.record("stop", reason=stop.reason or "signal on another rank", step=state.step)
                     break
-            checkpoints.at_end(state, summary.end)
+            checkpoints.at_end(state, summary.end)  # also on SIGINT/SIGTERM: checkpoint before exiting
         except Exception as exc:
             recorder.fault(exc, state.step)
             raise
-    if summary.end != "stop" and env.is_lead:
-        recorder.record("finish", step=state.step, reason=summary.end)
+        if env.is_lead:
+            if summary.end == "stop":
+                recorder.record("stop", reason=stop.reason or "signal on another rank", step=state.step)
+            else:
+                recorder.record("finish", step=state.step, reason=summary.end)
     summary.loop_seconds = time.perf_counter() - t_start
     return summary
 
