@@ -138,6 +138,11 @@ def record_launch(run: Run, state: TrainState) -> None:
     )
 
 
+def _autocast(cfg: Config, env: distributed.DistEnv) -> torch.autocast:
+    """Mixed precision for bf16/fp16 (master weights stay fp32); a no-op for fp32."""
+    return torch.autocast(env.device.type, dtype=DTYPES[cfg.model.dtype], enabled=cfg.model.dtype != "fp32")
+
+
 def train_step(run: Run, state: TrainState, stop: StopSignals) -> dict:
     """One optimizer step over micro_num micro-batches; returns the step record's fields."""
     cfg, env = run.cfg, run.env
@@ -153,7 +158,7 @@ def train_step(run: Run, state: TrainState, stop: StopSignals) -> dict:
     sums[1] = sum(b.num_documents for b in micro)
     sums[2] = max(b.largest_length for b in micro)
     state.model.train()
-    autocast = torch.autocast(env.device.type, dtype=DTYPES[cfg.model.dtype], enabled=cfg.model.dtype != "fp32")
+    autocast = _autocast(cfg, env)
     t_fwd_bwd = time.perf_counter()
     for i, batch in enumerate(micro):
         sync = nullcontext() if i == len(micro) - 1 or not env.distributed else state.model.no_sync()
@@ -216,7 +221,7 @@ def evaluate(run: Run, state: TrainState) -> dict:
     mine = np.arange(env.rank, n, env.world_size)
     totals = torch.zeros(3, dtype=torch.float64, device=env.device)  # loss_sum, tokens, bytes
     state.raw_model.eval()
-    autocast = torch.autocast(env.device.type, dtype=DTYPES[cfg.model.dtype], enabled=cfg.model.dtype != "fp32")
+    autocast = _autocast(cfg, env)
     for i in range(0, len(mine), cfg.data.micro_bsz):
         batch = valid.batch(mine[i:i + cfg.data.micro_bsz])
         targets = batch.targets.to(env.device)
