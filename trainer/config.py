@@ -107,7 +107,6 @@ class DebugConfig:
     fail_at_step: int = -1  # raise an exception at this step (tests of the fault record)
     fail_rank: int = -1  # the rank that raises; -1 = every rank
     record_sample_ids: bool = False  # each rank writes the sample ids it trained on
-    step_delay_s: float = 0.0  # sleep per step, to give tests time to send a signal
     stop_at_step: int = -1  # stop after this step as on SIGTERM (checkpoint, `stop` record): resume tests
 
 
