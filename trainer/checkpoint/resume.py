@@ -24,7 +24,7 @@ import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.api import CheckpointException
 
 from trainer.checkpoint import storage
-from trainer.checkpoint.saver import checkpoint_group, rank_and_world
+from trainer.checkpoint.saver import checkpoint_group, gather_objects, rank_and_world
 from trainer.checkpoint.state import Checkpointable, apply_tensor_state, set_rng_state, tensor_state
 from trainer.checkpoint.storage import CheckpointError
 
@@ -195,12 +195,7 @@ def _load_extra(ckpt: Path, rank: int) -> dict[str, Any]:
 
 
 def _gather(item: Any) -> list[Any]:
-    group = checkpoint_group()
-    if group is None:
-        return [item]
-    out: list[Any] = [None] * dist.get_world_size(group)
-    dist.all_gather_object(out, item, group=group)
-    return out
+    return gather_objects(item, checkpoint_group())
 
 
 def _broadcast(item: Any) -> Any:

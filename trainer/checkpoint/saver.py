@@ -52,6 +52,15 @@ def release_group() -> None:
         dist.destroy_process_group(group)
 
 
+def gather_objects(item: Any, group) -> list[Any]:
+    """Every rank's `item`, on every rank of `group` ([item] alone when not distributed)."""
+    if group is None:
+        return [item]
+    out: list[Any] = [None] * dist.get_world_size(group)
+    dist.all_gather_object(out, item, group=group)
+    return out
+
+
 def rank_and_world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -174,7 +183,7 @@ class Checkpointer:
         if self.rank == 0:
             files.append(ckpt / storage.DCP_DIR / ".metadata")
         part = storage.write_manifest(ckpt, self.rank, self.world_size, step, files)
-        parts = self._gather(part)
+        parts = gather_objects(part, self.group)
         total = sum(size for _, size in parts)
         if self.rank == 0:
             storage.publish(ckpt, {**meta, "bytes": total, "time": time.time(),
@@ -186,10 +195,3 @@ class Checkpointer:
     def _barrier(self) -> None:
         if self.group is not None:
             dist.barrier(group=self.group)
-
-    def _gather(self, item: Any) -> list[Any]:
-        if self.group is None:
-            return [item]
-        out: list[Any] = [None] * self.world_size
-        dist.all_gather_object(out, item, group=self.group)
-        return out
