@@ -32,6 +32,8 @@ def _typed_fields(kind: str, wanted: str) -> tuple[str, ...]:
                  if spec.get("type") == ["integer", "null"] and name != "step")
 
 
+_REQUIRED_SET = {kind: frozenset(names) for kind, names in _REQUIRED_BY_KIND.items()}
+_KIND_SET = frozenset(KINDS)
 _NUMBERS = {kind: _typed_fields(kind, "number") for kind in KINDS}
 _INTEGERS = {kind: _typed_fields(kind, "integer") for kind in KINDS}
 
@@ -52,20 +54,21 @@ def parse_event(line: str | bytes) -> dict[str, Any]:
     if version != SCHEMA_VERSION:
         raise BadLine(f"unsupported schema version v={version!r}")
     kind = event.get("kind")
-    if kind not in KINDS:
+    if type(kind) is not str or kind not in _KIND_SET:
         raise BadLine(f"unknown kind {kind!r} (known: {', '.join(KINDS)})")
     for name in ("run", "attempt"):
         if not isinstance(event.get(name), str) or not event[name]:
             raise BadLine(f"{kind} record without a non-empty string {name!r}")
-    if not _is_number(event.get("ts")):
+    ts = event.get("ts")
+    if type(ts) is not float and not _is_number(ts):
         raise BadLine(f"{kind} record without a numeric 'ts'")
     rank = event.get("rank", 0)
     if not isinstance(rank, int) or isinstance(rank, bool) or rank < 0:
         raise BadLine(f"{kind} record with a bad rank {rank!r}")
     if not isinstance(event.get("host", ""), str):
         raise BadLine(f"{kind} record with a non-string host")
-    missing = [name for name in _REQUIRED_BY_KIND[kind] if name not in event]
-    if missing:
+    if not event.keys() >= _REQUIRED_SET[kind]:
+        missing = [name for name in _REQUIRED_BY_KIND[kind] if name not in event]
         raise BadLine(f"{kind} record without {', '.join(missing)}")
     step = event.get("step")
     if step is not None and (not isinstance(step, int) or isinstance(step, bool) or not 0 <= step < 2**53):
