@@ -153,7 +153,10 @@ def train_step(run: Run, state: TrainState, stop: StopSignals) -> dict:
     if cfg.debug.record_sample_ids:
         _record_sample_ids(run, state.step + 1, ids)
     micro = [run.data.train.batch(ids[i:i + cfg.data.micro_bsz]) for i in range(0, len(ids), cfg.data.micro_bsz)]
-    n_targets = max(1, sum(int((b.targets != IGNORE).sum()) for b in micro))
+    # DDP averages gradients over ranks; dividing by the global target count ÷ world size makes
+    # the gradient the mean over every target of the global batch, as the reported loss is.
+    targets_here = torch.tensor(float(sum(int((b.targets != IGNORE).sum()) for b in micro)), device=env.device)
+    loss_divisor = max(1.0, distributed.all_reduce_sum(env, targets_here).item()) / env.world_size
     sums = metrics.new_sums(len(run.data.sources), env.device)
     sums[1] = sum(b.num_documents for b in micro)
     sums[2] = max(b.largest_length for b in micro)
@@ -168,7 +171,7 @@ def train_step(run: Run, state: TrainState, stop: StopSignals) -> dict:
             with autocast:
                 logits = state.model(inputs, segments)
             token_loss = metrics.token_losses(logits, targets)
-            state.grad_scaler.scale(token_loss.sum() / n_targets).backward()
+            state.grad_scaler.scale(token_loss.sum() / loss_divisor).backward()
         metrics.add_micro_batch(sums, token_loss.detach(), logits.detach(), targets, batch.sources.to(env.device))
     if env.device.type == "cuda":  # kernels run asynchronously: time them, not their launch
         torch.cuda.synchronize(env.device)

@@ -81,3 +81,16 @@ def test_summary_line_and_event_path_on_stdout(two_rank_run):
     out, proc = two_rank_run
     assert "step 100/100 loss" in proc.stdout
     assert f"events: {out}/events.jsonl" in proc.stdout
+
+
+def test_two_ranks_train_like_one_process_on_the_same_global_batch(sample_data, tmp_path):
+    """Two ranks × 2 micro-batches and one process × 4 see the same 16 samples a step; the
+    gradient is the mean over all their targets either way, so the runs agree."""
+    common = ("data.total_steps=6", "data.valid_every=0", "train.print_every=0")
+    one = run_train(sample_data, tmp_path / "one", *common, "data.micro_num=4")
+    two = run_train(sample_data, tmp_path / "two", *common, "data.micro_num=2", nproc=2)
+    assert one.returncode == 0 and two.returncode == 0, (one.stderr[-2000:], two.stderr[-2000:])
+    losses = [[r["loss"] for r in read_events(out / "events.jsonl") if r["kind"] == "step"]
+              for out in (tmp_path / "one", tmp_path / "two")]
+    assert len(losses[0]) == 6 and losses[0][0] == pytest.approx(losses[1][0], rel=1e-6)
+    assert losses[1] == pytest.approx(losses[0], rel=2e-6)
