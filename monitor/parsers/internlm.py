@@ -135,7 +135,7 @@ def _token_fields(body: str) -> tuple[int | None, dict]:
 
 
 def _body_start(line: str) -> int:
-    """Where the metrics start: the first `tflops=` or `step=` at the line's start or after a
+    r"""Where the metrics start: the first `tflops=` or `step=` at the line's start or after a
     space or comma (the match start of `(?:^|[\s,])(?:tflops|step)=`), or -1."""
     best = -1
     for key in ("tflops=", "step="):
