@@ -237,18 +237,7 @@ class ChangeFeed(FileSystemEventHandler):
 
 def same_file_in(folder: str, device: int, inode: int) -> str | None:
     """Where in `folder` the file (device, inode) is now (after a rename), if anywhere."""
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return None
-    for entry in entries:
-        try:
-            st = entry.stat(follow_symlinks=False)
-        except OSError:
-            continue
-        if st.st_ino == inode and st.st_dev == device and stat.S_ISREG(st.st_mode):
-            return entry.path
-    return None
+    return next((path for path, st in siblings(folder) if st.st_ino == inode and st.st_dev == device), None)
 
 
 def siblings(folder: str) -> list[tuple[str, os.stat_result]]:

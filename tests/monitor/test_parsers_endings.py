@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-import eventschema
-from monitor.parsers import parse_lines, registry
+from monitor.parsers import registry
 from monitor.parsers.nanogpt import NanoGPTParser
 from monitor.parsers.fields import clean, find_timestamp, split_rank
 from monitor.parsers.text import TextParser
+from parser_checks import parse_valid
 
 LOGS = Path(__file__).parents[1] / "fixtures" / "logs"
 TEXT_PARSERS = [p for p in registry() if issubclass(p, TextParser)]
@@ -21,12 +21,7 @@ CLOCK = 1_700_000_000.0
 
 def parse(lines, parser_class=NanoGPTParser, **kwargs):
     parser = parser_class(run="run", attempt_prefix="log", clock=lambda: CLOCK, tz=timezone.utc, **kwargs)
-    records, bad = parse_lines(parser, lines)
-    assert bad == []
-    for record in records:
-        if record.kind != "launch":
-            assert eventschema.errors(record.to_event()) == [], record
-    return records
+    return parse_valid(parser, lines)
 
 
 def fixture(name):

@@ -9,6 +9,7 @@ import pytest
 import eventschema
 from monitor.parsers import BadLine, parse_lines, sniff
 from monitor.parsers.hf_trainer import HFTrainerParser, HFTrainerStateParser
+from parser_checks import parse_valid
 
 LOGS = Path(__file__).parents[1] / "fixtures" / "logs" / "hf_trainer"
 CLOCK = 1_700_000_000.0
@@ -16,12 +17,7 @@ CLOCK = 1_700_000_000.0
 
 def parse(name: str | None, lines: list[str] | None = None):
     parser = HFTrainerParser(run="results", attempt_prefix="stdout", clock=lambda: CLOCK, tz=timezone.utc)
-    records, bad = parse_lines(parser, lines if lines is not None else (LOGS / name).read_text().splitlines())
-    assert bad == []
-    for record in records:
-        if record.kind != "launch":
-            assert eventschema.errors(record.to_event()) == [], record
-    return records
+    return parse_valid(parser, lines if lines is not None else (LOGS / name).read_text().splitlines())
 
 
 def test_logged_dicts_without_progress_bar_are_counted_steps():

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-import eventschema
 from monitor.parsers import parse_lines, sniff
 from monitor.parsers.internlm import InternLMParser
+from parser_checks import parse_valid
 
 LOG = Path(__file__).parents[1] / "fixtures" / "logs" / "internlm" / "seed002_20b_demo.log"
 CHINA = timezone(timedelta(hours=8))
@@ -16,12 +16,7 @@ CHINA = timezone(timedelta(hours=8))
 
 def parse(lines=None):
     parser = InternLMParser(run="20b_train", attempt_prefix="seed002", clock=lambda: 0.0, tz=CHINA)
-    records, bad = parse_lines(parser, lines if lines is not None else LOG.read_text().splitlines())
-    assert bad == []
-    for record in records:
-        if record.kind != "launch":
-            assert eventschema.errors(record.to_event()) == [], record
-    return records
+    return parse_valid(parser, lines if lines is not None else LOG.read_text().splitlines())
 
 
 def test_launch_gives_hosts_and_world_size():

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-import eventschema
 from monitor.parsers import parse_lines, sniff
 from monitor.parsers.megatron import MegatronParser
+from parser_checks import parse_valid
 
 LOGS = Path(__file__).parents[1] / "fixtures" / "logs"
 CLOCK = 1_700_000_000.0
@@ -15,12 +15,7 @@ CLOCK = 1_700_000_000.0
 
 def parse(name: str):
     parser = MegatronParser(run="gpt-2", attempt_prefix=name, clock=lambda: CLOCK, tz=timezone.utc)
-    records, bad = parse_lines(parser, (LOGS / name).read_text().splitlines())
-    assert bad == []
-    for record in records:
-        if record.kind != "launch":
-            assert eventschema.errors(record.to_event()) == [], record
-    return records
+    return parse_valid(parser, (LOGS / name).read_text().splitlines())
 
 
 def test_iteration_lines_without_timestamps():

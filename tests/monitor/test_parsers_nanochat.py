@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-import eventschema
-from monitor.parsers import parse_lines, sniff
+from monitor.parsers import sniff
 from monitor.parsers.nanochat import NanochatParser
+from parser_checks import parse_valid
 
 LOGS = Path(__file__).parents[1] / "fixtures" / "logs"
 CLOCK = 1_700_000_000.0
@@ -14,12 +14,7 @@ CLOCK = 1_700_000_000.0
 
 def parse(name: str, lines: list[str] | None = None):
     parser = NanochatParser(run="d32", attempt_prefix=name, clock=lambda: CLOCK)
-    records, bad = parse_lines(parser, lines if lines is not None else (LOGS / name).read_text().splitlines())
-    assert bad == []
-    for record in records:
-        if record.kind != "launch":
-            assert eventschema.errors(record.to_event()) == [], record
-    return records
+    return parse_valid(parser, lines if lines is not None else (LOGS / name).read_text().splitlines())
 
 
 def test_smoothed_loss_is_stored_as_smoothed_and_throughput_both_ways():

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-import eventschema
 from monitor.parsers import parse_lines, sniff
 from monitor.parsers.torchtitan import TorchtitanParser
+from parser_checks import parse_valid
 
 LOGS = Path(__file__).parents[1] / "fixtures" / "logs"
 CLOCK = 1_700_000_000.0
@@ -17,12 +17,7 @@ GIB = 2**30
 def parse(name: str):
     parser = TorchtitanParser(run="llama3_8b", attempt_prefix=name, clock=lambda: CLOCK, tz=timezone.utc)
     lines = (LOGS / name).read_bytes().decode().split("\n")  # keeps any CR: the parser strips it
-    records, bad = parse_lines(parser, lines)
-    assert bad == []
-    for record in records:
-        if record.kind != "launch":
-            assert eventschema.errors(record.to_event()) == [], record
-    return records
+    return parse_valid(parser, lines)
 
 
 def test_llama3_run_from_launch_to_finish():
