@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import orjson
@@ -42,13 +41,3 @@ def sources(engine) -> list[dict]:
         return [dict(row) for row in conn.execute(select(table).order_by(table.c.id)).mappings()]
 
 
-def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05):
-    """Poll until `predicate()` is truthy (returning it) or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still not true after {timeout} s: {predicate.__doc__ or predicate}")
-        time.sleep(interval)

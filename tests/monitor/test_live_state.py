@@ -18,7 +18,6 @@ from datetime import time as time_of_day
 from pathlib import Path
 
 import orjson
-from intake_helpers import wait_for
 
 from monitor.accounting import Policy
 from monitor.intake import Intake
@@ -26,6 +25,7 @@ from monitor.live import LiveRuns
 from monitor.records import Record
 from monitor.sources import Targets
 from monitor.store import insert_records, list_live_states, load_records, open_store
+from polling import wait_for
 
 TRAINLEDGER = str(Path(sys.executable).with_name("trainledger"))
 REPO = Path(__file__).resolve().parents[2]

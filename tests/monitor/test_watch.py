@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from intake_helpers import sources, step_line, stored_steps, wait_for, write_steps
+from intake_helpers import sources, step_line, stored_steps, write_steps
+from polling import wait_for
 
 from monitor.intake import Intake
 from monitor.sources import Targets, run_name

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import eventschema
-from trainer_procs import REPO, env, read_events, run_train, steps_in, train_cmd, wait_for
+from polling import wait_for
+from trainer_procs import REPO, env, read_events, run_train, steps_in, train_cmd
 
 pytestmark = pytest.mark.slow
 

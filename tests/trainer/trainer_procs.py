@@ -1,5 +1,5 @@
 """Helpers for the trainer tests: run the real CLI (`python -m trainer`) and real `torchrun`
-processes, read their event logs, poll with a deadline. (A module of its own, not conftest,
+processes, read their event logs. (A module of its own, not conftest,
 so that `from trainer_procs import …` can never pick up another directory's conftest.)"""
 
 from __future__ import annotations
@@ -8,10 +8,7 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
-
-import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -38,17 +35,6 @@ def run_train(data: Path, out_dir: Path, *overrides: str, nproc: int | None = No
 
 def read_events(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def wait_for(predicate, timeout: float = 60.0, interval: float = 0.05):
-    """Poll until predicate() is truthy or the deadline passes (then fail the test)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"condition not met within {timeout} s")
 
 
 def steps_in(path: Path) -> int:
