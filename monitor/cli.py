@@ -60,6 +60,8 @@ def watch(
     format: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP),
     poll: float = typer.Option(2.0, "--poll", help="seconds between full rescans (changes are seen at once via inotify)"),
     idle_flush: float = typer.Option(5.0, "--idle-flush", help="seconds of silence after which a file's buffered lines (a traceback) are stored"),
+    linger: float = typer.Option(300.0, "--linger", help="seconds a log renamed away or deleted is still read "
+                                 "after it last grew (its writer may not have reopened it yet)"),
     batch_bytes: int = typer.Option(1 << 20, "--batch-bytes", hidden=True),
     live_every: float = typer.Option(5.0, "--live-every", help="seconds between re-classifying the live runs "
                                      "while no record arrives (each stored batch is classified at once)"),
@@ -81,6 +83,8 @@ def watch(
         _fail(str(exc))
     if not live_every > 0:
         _fail(f"--live-every {live_every}: expected a positive number of seconds")
+    if not linger >= 0:
+        _fail(f"--linger {linger}: expected a number of seconds, 0 or more")
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -89,7 +93,7 @@ def watch(
     for signum in (signal.SIGTERM, signal.SIGINT):  # first: a stop while opening the store still counts
         signal.signal(signum, lambda *_: stop.set())
     targets, intake = _setup(paths, db, format, batch_bytes=batch_bytes, idle_flush_s=idle_flush,
-                             live_tick_s=live_every)
+                             live_tick_s=live_every, linger_s=linger)
     intake.live = LiveRuns(intake.engine, policy)
     logging.getLogger("trainledger.intake").info("watching %s into %s", " ".join(paths), mask_url(db))
     intake.watch(targets, stop, poll_s=poll)

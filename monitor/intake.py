@@ -76,7 +76,7 @@ class Intake(Rotation):
     def __init__(self, engine: Engine, *, format: str | type[Parser] | None = None, host: str | None = None,
                  batch_bytes: int = 1 << 20, idle_flush_s: float = 5.0,
                  on_bytes: Callable[[int], None] | None = None, live: LiveRuns | None = None,
-                 live_tick_s: float = 5.0) -> None:
+                 live_tick_s: float = 5.0, linger_s: float = 300.0) -> None:
         self.engine = engine
         self.format = by_name(format) if isinstance(format, str) else format
         """Every new file is read as this format; None: sniffed per file."""
@@ -87,6 +87,10 @@ class Intake(Rotation):
         self.live = live
         """Classifies the runs as their records are committed (monitor/live.py); None: not at all."""
         self.live_tick_s = live_tick_s
+        self.linger_s = linger_s
+        """While watching, a file renamed away or deleted is read on until idle this long."""
+        self._following = False
+        self._lingering: dict[tuple[int, int], Tail] = {}
         self.targets = Targets([])
         self._tails: dict[tuple[int, int], Tail] = {}
         self._by_path: dict[str, Tail] = {}
@@ -108,7 +112,7 @@ class Intake(Rotation):
 
     def watch(self, targets: Targets, stop: threading.Event, poll_s: float = 2.0) -> None:
         """Follow the targets until `stop` is set; a failing database is retried, not fatal."""
-        self.targets, self._stop = targets, stop
+        self.targets, self._stop, self._following = targets, stop, True
         feed = ChangeFeed(targets)
         feed.start()  # before catching up, so no change falls between the two
         try:
@@ -126,6 +130,7 @@ class Intake(Rotation):
                         continue
                     self._safely(self.sync, path)
                 self._safely(self._flush_idle)
+                self._safely(self._linger)
                 if self.live is not None and time.monotonic() >= next_tick:
                     self._safely(self.live.tick)  # a run gone silent turns stalled, then fault
                     next_tick = time.monotonic() + self.live_tick_s
@@ -188,6 +193,7 @@ class Intake(Rotation):
                 return
         elif tail.path != path:
             self._by_path.pop(tail.path, None)
+            self._lingering.pop(tail.key, None)  # back where we follow
             tail.path = path
         self._by_path[path] = tail
         self._advance(tail, final)
@@ -315,7 +321,7 @@ class Intake(Rotation):
             self._flush(tail)
 
     def _flush(self, tail: Tail) -> None:
-        if not tail.flushed and tail.parser is not None and tail.row["status"] == "active":
+        if not tail.flushed and tail.parser is not None and tail.row["status"] in ("active", "rotated", "deleted"):
             self._commit(tail, [], tail.row["offset"], flush=True)
         tail.flushed = True
 
@@ -401,6 +407,8 @@ class Intake(Rotation):
             log.exception("live state not recorded")
 
     def _close(self, tail: Tail) -> None:
+        if self._lingering.get(tail.key) is tail:
+            del self._lingering[tail.key]
         if self._tails.get(tail.key) is tail:
             del self._tails[tail.key]
         if self._by_path.get(tail.path) is tail:

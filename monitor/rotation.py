@@ -73,14 +73,33 @@ class Rotation:
         if tail.row["status"] == "copy":
             self._close(tail)
             return
-        st = os.fstat(tail.fd)
-        if self._unchanged(tail.fd, st.st_size, tail.row):
+        unchanged = self._unchanged(tail.fd, os.fstat(tail.fd).st_size, tail.row)
+        if unchanged and self._following and not self._stop.is_set():
+            self._retire(tail.row, "rotated" if moved_to else "deleted")
+            tail.path = moved_to or tail.path
+            self._lingering[tail.key] = tail  # its writer may not have reopened the log yet
+            self._advance(tail, final=False)
+            return
+        if unchanged:
             self._advance(tail, final=True)  # drain what it still holds, through our descriptor
             if not self._stop.is_set():  # stopped midway: the next start drains the rest
                 self._retire(tail.row, "rotated" if moved_to else "deleted")
         else:
             self._content_lost(tail.row, "truncated")
         self._close(tail)
+
+    def _linger(self) -> None:
+        """A file renamed away or deleted still takes the lines of a writer that has not reopened
+        its log (`>> train.log`, a handler that rotates late): read through our descriptor until
+        it has been idle `linger_s`, then stored to its end and let go."""
+        for tail in list(self._lingering.values()):
+            if not self._unchanged(tail.fd, os.fstat(tail.fd).st_size, tail.row):
+                self._close(tail)  # rewritten in place: what it held was read
+                continue
+            self._advance(tail, final=False)
+            if time.monotonic() - tail.last_growth >= self.linger_s:
+                self._flush(tail)
+                self._close(tail)
 
     def _content_lost(self, row: dict[str, Any], status: str) -> None:
         """The bytes after this row's offset are gone from its file (copy-truncate, rewrite):

@@ -119,6 +119,28 @@ def test_rotation_by_rename_and_deletion_under_watch(watched):
     assert sorted(stored_steps(open_store(db))) == list(range(1, 221))  # and nothing doubled
 
 
+def test_a_writer_that_keeps_its_log_open_across_rotation_loses_nothing(watched):
+    """`>> train.jsonl` (or a handler that reopens late) writes on into the renamed file: the
+    watcher, following the path only, reads on through its descriptor."""
+    folder, db = watched
+    log, rotated = folder / "train.jsonl", folder / "train.jsonl.1"
+    proc = _watch(db, log)
+    try:
+        with open(log, "a") as writer:
+            writer.write("".join(step_line(step) for step in range(1, 101)))
+            writer.flush()
+            wait_for(lambda: _steps(db)() == list(range(1, 101)))
+            os.rename(log, rotated)
+            wait_for(lambda: [s["status"] for s in sources(open_store(db, read_only=True))] == ["rotated"])
+            writer.write("".join(step_line(step) for step in range(101, 151)))  # the old descriptor
+        write_steps(log, range(151, 161))
+        wait_for(lambda: sorted(_steps(db)()) == list(range(1, 161)))
+    finally:
+        _stop(proc)
+    assert sorted(stored_steps(open_store(db))) == list(range(1, 161))
+    assert {s["path"]: s["status"] for s in sources(open_store(db))} == {str(rotated): "rotated", str(log): "active"}
+
+
 def test_copy_truncate_under_watch_loses_nothing(watched):
     folder, db = watched
     log = folder / "train.jsonl"
