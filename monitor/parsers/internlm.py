@@ -19,27 +19,22 @@ the averaged `tgs/…` figures keep their own names (`tgs_SMA`, `tgs_avg`, `last
 are never stored as tgs. `grad_norm` is a dict per parameter group: grad_norm is their combined
 L2 norm sqrt(Σ g²) and `grad_norm_groups` keeps the dict. `acc/S`, `tokens/S`, `loss/S` become
 per_source[S] = {acc, tokens, loss}; sources with no tokens in the step (printed as tokens 0,
-acc 0.0, loss nan) are left out. `nan` figures are null.
+acc 0.0, loss nan) are left out. `nan` figures are null. The body's reading:
+monitor/parsers/internlm_fields.py.
 """
 
 from __future__ import annotations
 
-import math
 import re
 
-from monitor.parsers.fields import loss_field, to_count, to_float, to_int
+from monitor.parsers.fields import to_count
+from monitor.parsers.internlm_fields import body_values, step_fields
 from monitor.parsers.text import TextParser, head_matches
 from monitor.records import Record
 
 _BOUND_RE = re.compile(r"process rank (\d+) is bound to host:(\S+) device: (\d+)")
 _DIST_RE = re.compile(r"data parallel size: (\d+), pipeline parallel size: (\d+), tensor parallel size: (\d+)")
 _METRICS_RE = re.compile(r"tgs \(tokens/gpu/second\)=|record_current_batch_training_metrics")
-_DICT_RE = re.compile(r"\{[^{}]*\}")
-_SOURCE_TOKENS_RE = re.compile(r" tokens/([^\s=]+)=(\S+)")
-_DICT_ITEM_RE = re.compile(r"'([^']*)':\s*([^,}]+)")
-_FLOATS = ("tflops", "tgs", "lr", "loss_scale", "fwd_bwd_time", "acc", "perplexity")
-_INT64 = float(2**63)
-_INTS = ("num_consumed_tokens", "inf_nan_skip_batches", "num_samples_in_batch", "largest_length")
 
 
 class InternLMParser(TextParser):
@@ -81,57 +76,11 @@ class InternLMParser(TextParser):
         return out
 
     def _step(self, body: str, rank: int) -> list[Record]:
-        body = body.replace("tgs (tokens/gpu/second)=", "tgs=")
-        if "{" in body:
-            body = _DICT_RE.sub(_squeeze, body)
-        step, fields = _token_fields(body)
+        step, fields = step_fields(body_values(body.replace("tgs (tokens/gpu/second)=", "tgs=")))
         if step is None:
             return []
-        fields["per_source"] = _per_source(body) if " tokens/" in body else {}
         host = (self.s["fmt"].get("hosts_by_rank") or {}).get(str(rank))
         return self.step_fields(step, self.at(), fields, rank, host)
-
-
-def _token_fields(body: str) -> tuple[int | None, dict]:
-    """(step, fields) of a metric line's body; step None: not a step. On the hot path of every
-    InternLM backlog: one split, numbers read with `float` inline (the helpers only for what
-    it refuses); the per-source tokens, most of a line, skipped here and read by `_per_source`."""
-    values = {}
-    for token in body.split() if " " in body else body.split(","):  # early InternLM: commas
-        if "/" in token and token[:4] != "tgs/":
-            continue
-        key, _, raw = token.partition("=")
-        values[key] = raw
-    step = values.pop("step", None)
-    if step is None or (step := to_int(step)) is None:
-        return None, {}
-    fields: dict = {}
-    if (raw := values.pop("loss", None)) is not None:
-        fields.update(loss_field(raw))
-    for key in _FLOATS:
-        if (raw := values.pop(key, None)) is not None:
-            try:
-                value = float(raw)
-            except ValueError:
-                value = to_float(raw)
-            fields[key] = value if value is None or value - value == 0.0 else None
-    for key in _INTS:
-        if (raw := values.pop(key, None)) is not None:
-            try:
-                value = float(raw)
-            except ValueError:
-                value = None
-            fields[key] = int(value) if value is not None and -_INT64 < value < _INT64 else to_int(raw)
-    if (raw := values.pop("grad_norm", None)) is not None:
-        fields.update(_grad_norm(raw))
-    for key, raw in values.items():
-        try:
-            value = float(raw)
-        except ValueError:
-            value = _number_or_text(raw)
-        fields[key[4:] if key[:4] == "tgs/" else key] = (
-            value if type(value) is not float or value - value == 0.0 else None)
-    return step, fields
 
 
 def _body_start(line: str) -> int:
@@ -145,51 +94,3 @@ def _body_start(line: str) -> int:
         if at >= 0 and (best < 0 or at - 1 < best):
             best = max(at - 1, 0)
     return best
-
-
-def _squeeze(match: re.Match[str]) -> str:
-    return match.group(0).replace(" ", "")
-
-
-def _per_source(body: str) -> dict[str, dict]:
-    """{source: {tokens, acc, loss}} for the sources that had tokens in this step. A few are
-    looked up by string search; many (a hostile line, or seed 002's ~40) by one pass over all
-    tokens."""
-    sources = [(name, tokens) for name, tokens in _SOURCE_TOKENS_RE.findall(body) if tokens.strip("0.")]
-    per_source = {}
-    if len(sources) > 8:
-        raw = dict(token.partition("=")[::2] for token in body.split() if token.startswith(("acc/", "loss/")))
-        for name, tokens in sources:
-            figures: dict = {"tokens": to_int(tokens)}
-            if (value := raw.get(f"acc/{name}")) is not None:
-                figures["acc"] = to_float(value)
-            if (value := raw.get(f"loss/{name}")) is not None:
-                figures["loss"] = to_float(value)
-            per_source[name] = figures
-        return per_source
-    for name, tokens in sources:
-        figures = {"tokens": to_int(tokens)}
-        for figure in ("acc", "loss"):
-            key = f" {figure}/{name}="
-            if (at := body.find(key)) >= 0:
-                start = at + len(key)
-                end = body.find(" ", start)
-                figures[figure] = to_float(body[start:end if end >= 0 else None])
-        per_source[name] = figures
-    return per_source
-
-
-def _grad_norm(value: str) -> dict:
-    if not value.startswith("{"):
-        return {"grad_norm": to_float(value)}
-    groups = {name: to_float(number) for name, number in _DICT_ITEM_RE.findall(value)}
-    finite = [g for g in groups.values() if g is not None]
-    total = math.sqrt(sum(g * g for g in finite)) if finite and len(finite) == len(groups) else None
-    return {"grad_norm": total, "grad_norm_groups": groups}
-
-
-def _number_or_text(value: str) -> float | str | None:
-    try:
-        return to_float(value)
-    except ValueError:
-        return value[:200]
