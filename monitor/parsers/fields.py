@@ -18,7 +18,7 @@ _ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]|(?<![\w\]])\[(?:
 _ANSI_HINT_RE = re.compile(r"\[\d{1,3}[;m]")
 _RANK_PREFIX_RE = re.compile(r"\[(?:rank|default)(\d{1,6})\]:")
 _ISO_TS_RE = re.compile(
-    r"(?<!\d)(\d{4})-(\d\d)-(\d\d)[T _](\d\d):(\d\d):(\d\d)(?:[.,](\d{1,9}))?(Z|[+-]\d\d:?\d\d)?(?!\d)")
+    r"(?<!\d)(\d{4}-\d\d-\d\d[T _]\d\d):(\d\d):(\d\d)(?:[.,](\d{1,9}))?(Z|[+-]\d\d:?\d\d)?(?!\d)")
 _US_TS_RE = re.compile(r"(?<!\d)(\d\d)/(\d\d)/(\d{4}) (\d\d):(\d\d):(\d\d)(?!\d)")
 _GLOG_TS_RE = re.compile(r"(?:^|\[)[IWEF](\d\d)(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{1,9})")
 _TS_SEARCH_CHARS = 96
@@ -93,17 +93,44 @@ def _epoch_seconds(date_time: tuple[int, ...], offset: str | None, tz: tzinfo | 
         tz = _offset_zone(offset)
     y, mo, d, h, mi, s = date_time
     if 0 <= mi <= 59 and 0 <= s <= 59:
-        # this host's zone (None) may change (time.tzset): its rules are part of the key
-        zone = tz if tz is not None else (time.timezone, time.altzone, time.daylight, time.tzname)
-        start = _hour_start(y, mo, d, h, zone)
+        start = _hour_start(y, mo, d, h, tz if tz is not None else _host_zone())
         if start is not None:
             return start + mi * 60 + s
     return datetime(*date_time, tzinfo=tz).timestamp()
 
 
-@lru_cache(maxsize=256)
+def _iso_seconds(hour: str, mi: int, s: int, offset: str | None, tz: tzinfo | None) -> float:
+    """`hour` is `YYYY-MM-DD HH`; a stamp that names its offset needs no zone rules at all."""
+    if 0 <= mi <= 59 and 0 <= s <= 59:
+        if offset:
+            start = _iso_hour_start(hour, offset, None)
+        else:
+            start = _iso_hour_start(hour, None, tz if tz is not None else _host_zone())
+        if start is not None:
+            return start + mi * 60 + s
+    date_time = (int(hour[:4]), int(hour[5:7]), int(hour[8:10]), int(hour[11:13]), mi, s)
+    return _epoch_seconds(date_time, offset, tz)
+
+
+@lru_cache(maxsize=4096)
+def _iso_hour_start(hour: str, offset: str | None, zone: Any) -> float | None:
+    tz = _offset_zone(offset) if offset else zone
+    return _hour_start(int(hour[:4]), int(hour[5:7]), int(hour[8:10]), int(hour[11:13]), tz)
+
+
+def _host_zone() -> tuple[Any, ...]:
+    """This host's zone as a cache key: it may change (time.tzset), so its rules are the key."""
+    return (time.timezone, time.altzone, time.daylight, time.tzname)
+
+
 def _offset_zone(offset: str) -> timezone:
-    return timezone(timedelta(seconds=_offset_seconds(offset)))
+    return fixed_zone(_offset_seconds(offset))
+
+
+@lru_cache(maxsize=256)
+def fixed_zone(seconds: float) -> timezone:
+    """The zone `seconds` east of UTC (one object per offset: a log line's time needs it)."""
+    return timezone(timedelta(seconds=seconds))
 
 
 @lru_cache(maxsize=4096)
@@ -130,8 +157,8 @@ def read_timestamp(line: str, tz: tzinfo | None, year_hint: float | None) -> tup
     head = line[:_TS_SEARCH_CHARS]
     try:
         if match := _ISO_TS_RE.search(head):
-            y, mo, d, h, mi, s, frac, offset = match.groups()
-            base = _epoch_seconds((int(y), int(mo), int(d), int(h), int(mi), int(s)), offset, tz)
+            hour, mi, s, frac, offset = match.groups()
+            base = _iso_seconds(hour, int(mi), int(s), offset, tz)
             seconds = base + (int(frac) / 10 ** len(frac) if frac else 0.0)
             return seconds, _offset_seconds(offset) if offset else None
         if match := _US_TS_RE.search(head):
@@ -165,6 +192,7 @@ def name_timestamp(name: str, tz: tzinfo | None) -> float | None:
         return None
 
 
+@lru_cache(maxsize=256)
 def _offset_seconds(offset: str) -> int:
     if offset == "Z":
         return 0

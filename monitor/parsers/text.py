@@ -22,15 +22,15 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from datetime import timedelta, timezone, tzinfo
+from datetime import tzinfo
 from typing import Any, ClassVar
 
 import orjson
 
 from monitor.parsers import endings
 from monitor.parsers.base import BadLine, Parser
-from monitor.parsers.fields import (clean, format_offset, local_offset, name_timestamp, read_timestamp,
-                                    split_rank)
+from monitor.parsers.fields import (clean, fixed_zone, format_offset, local_offset, name_timestamp,
+                                    read_timestamp, split_rank)
 from monitor.records import Record
 
 MAX_LINE_CHARS = 1 << 20
@@ -120,7 +120,7 @@ class TextParser(Parser):
         Without a `tz`, naive stamps take the zone of the first stamp in the file that names
         its offset (InternLM mixes both), until then this host's zone."""
         learned = self.s["utc_offset"]
-        zone = self.tz or (timezone(timedelta(seconds=learned)) if learned is not None else None)
+        zone = self.tz or (fixed_zone(learned) if learned is not None else None)
         found = read_timestamp(line, zone, self.s["last_ts"])
         self.line_naive_local = found is not None and found[1] is None and zone is None
         if found is None:
