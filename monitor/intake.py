@@ -290,6 +290,8 @@ class Intake(Rotation):
                           run=run_name(path), attempt_prefix="")
             if parser is None:
                 values.update(self._unknown_format(lines))
+            else:
+                values.update(self._carried_over(parser, values["run"]))
         self._waiting.pop(key, None)
         with self.engine.begin() as conn:
             values["id"] = add_source(conn, **values)
@@ -299,6 +301,16 @@ class Intake(Rotation):
         row = {column.name: None for column in _SOURCES.columns}
         row.update(values)
         return row
+
+    def _carried_over(self, parser: type[Parser], run: str) -> dict[str, Any]:
+        """The parser state and attempt names a new file takes over from the run's last file in
+        its format, where the format says so (`Parser.carried_over`); else nothing."""
+        with self.engine.connect() as conn:
+            last = conn.execute(select(_SOURCES.c.parser_state, _SOURCES.c.attempt_prefix).where(
+                _SOURCES.c.parser == parser.name, _SOURCES.c.run == run, _SOURCES.c.parser_state.is_not(None))
+                .order_by(_SOURCES.c.id.desc()).limit(1)).first()
+        state = parser.carried_over(last.parser_state) if last is not None else None
+        return {} if state is None else {"parser_state": state, "attempt_prefix": last.attempt_prefix}
 
     def _unknown_format(self, lines: list[str]) -> dict[str, Any]:
         first = next((line for line in lines if line.strip()), "")

@@ -11,6 +11,7 @@ import glob
 import hashlib
 import os
 import queue
+import re
 import stat
 import threading
 import time
@@ -35,18 +36,30 @@ _SKIPPED_SUFFIXES = (".db", ".db-wal", ".db-shm", ".db-journal", ".pt", ".pth", 
 docs, configs); name such a file explicitly to read it anyway."""
 _GENERIC_FOLDERS = frozenset({"logs", "log", "output", "outputs", "out", "runs", "run", "train", "training",
                               "stdout", "stderr", "results", "tmp"})
+_CHECKPOINT_FOLDER_RE = re.compile(r"(?:checkpoint|global_step|step|iter|ckpt)[-_]?\d+|checkpoints?|ckpts?",
+                                   re.IGNORECASE)
+"""`checkpoint-500` (Hugging Face), `global_step500` (DeepSpeed), `iter_0000500` (Megatron),
+`step_000500`: inside a run's output folder, never the run."""
+_DIGITS_RE = re.compile(r"(\d+)")
 
 
 def run_name(path: str) -> str:
     """The run a log without run ids belongs to: its output folder's name, or, for a generic
     name such as `logs`, the path from the first telling folder (`internlm_20b/logs`)."""
     parts = os.path.dirname(os.path.abspath(path)).split(os.sep)
+    while len(parts) > 1 and _CHECKPOINT_FOLDER_RE.fullmatch(parts[-1]):
+        parts.pop()
     name: list[str] = []
     while parts and parts[-1]:
         name.insert(0, parts.pop())
         if name[0].lower() not in _GENERIC_FOLDERS:
             break
     return "/".join(name) or "default"
+
+
+def natural_order(path: str) -> list[str | int]:
+    """A sort key comparing runs of digits as numbers."""
+    return [int(part) if i % 2 else part for i, part in enumerate(_DIGITS_RE.split(path))]
 
 
 def digest(data: bytes) -> str:
@@ -155,7 +168,8 @@ class Targets:
                    for pattern in self.globs)
 
     def files(self) -> list[str]:
-        """Every regular file matched now, sorted."""
+        """Every regular file matched now, in natural order (`train_2.log` before `train_10.log`,
+        `checkpoint-500/` before `checkpoint-1000/`)."""
         found = {path for path in self.files_ if is_regular(path)}
         for folder in self.folders:
             for root, dirs, names in os.walk(folder):
@@ -163,7 +177,7 @@ class Targets:
                 found.update(p for name in names if self.matches(p := os.path.join(root, name)) and is_regular(p))
         for pattern in self.globs:
             found.update(p for p in glob.glob(pattern, recursive=True) if is_regular(p))
-        return sorted(found)
+        return sorted(found, key=natural_order)
 
     def roots(self) -> list[tuple[str, bool]]:
         """(folder, recursive) to put a watchdog watch on."""

@@ -45,3 +45,10 @@ class Parser:
 
     def set_state(self, state: dict[str, Any]) -> None:
         pass
+
+    @classmethod
+    def carried_over(cls, state: dict[str, Any]) -> dict[str, Any] | None:
+        """The state a new file of the same run starts from, given the state of the run's last
+        file in this format; None (here: always) to read it afresh. A format whose files are
+        successive versions of one document (trainer_state.json) carries over what was read."""
+        return None

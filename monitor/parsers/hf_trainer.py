@@ -20,11 +20,13 @@ else counted; `step_source` says which when it is not exact. Values may be strin
 logger lines: the dicts are dated by the file clock (text.py), advanced by the training bar's
 elapsed time. The progress bar's `\\r` and its syslog form `#015` are handled.
 
-`trainer_state.json` (`hf_trainer_state`) is one JSON document rewritten at every checkpoint,
-not a log: `HFTrainerStateParser.parse_document(text)` reads it whole and returns the records
-of `log_history` entries newer than the last call (the state keeps the last step), so the intake
-can call it again each time the file changes. Fed line by line instead, it collects the lines
-until the closing `}` and does the same.
+`trainer_state.json` (`hf_trainer_state`) is one JSON document, not a log: rewritten whole at
+the end of training and written anew into every `checkpoint-N/` folder, each version repeating
+the history before it. `HFTrainerStateParser.parse_document(text)` returns the records of the
+`log_history` entries newer than those already returned (the state keeps the last step per
+kind); fed line by line, as the intake does, it collects the lines up to the closing `}` first.
+A new version (a rewrite, the next checkpoint's copy) starts from the previous one's state
+(`carried_over`), so the history is stored once.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import ast
 import re
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
 import orjson
 
@@ -211,7 +213,6 @@ class HFTrainerStateParser(Parser):
     """`trainer_state.json`, read whole (see the module docstring)."""
 
     name = "hf_trainer_state"
-    whole_file: ClassVar[bool] = True
     MAX_DOCUMENT_CHARS = 64 << 20
 
     def __init__(self, *, run: str, attempt_prefix: str, host: str = "",
@@ -238,6 +239,11 @@ class HFTrainerStateParser(Parser):
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.state = {**self._fresh(), **orjson.loads(orjson.dumps(state))}
+
+    @classmethod
+    def carried_over(cls, state: dict[str, Any]) -> dict[str, Any]:
+        """A new version of the document goes on from what the last one returned."""
+        return {**cls._fresh(), "attempt": state.get("attempt", 1), "last": dict(state.get("last") or {})}
 
     def feed(self, line: str) -> list[Record]:
         state = self.state

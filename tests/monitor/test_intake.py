@@ -252,3 +252,37 @@ def test_a_file_first_of_no_known_format_is_read_once_it_becomes_one(store, tmp_
     intake.sync(str(log), final=True)
     [src] = sources(store)
     assert src["status"] == "active" and stored_steps(store) == list(range(1, 11)) and src["bad_lines"] == 1
+
+
+def _trainer_state(path, last_step: int) -> None:
+    """A trainer_state.json as transformers writes it (indented, sorted keys), its history up to
+    `last_step`."""
+    import json
+
+    history = [{"epoch": step / 100, "grad_norm": 1.0, "learning_rate": 1e-4, "loss": 3 - step / 1000, "step": step}
+               for step in range(50, last_step + 1, 50)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"global_step": last_step, "log_history": history, "max_steps": 1500}, indent=2,
+                               sort_keys=True) + "\n")
+
+
+def test_checkpoint_copies_of_trainer_state_store_the_history_once_in_the_output_folders_run(store, tmp_path):
+    out = tmp_path / "gpt-ft" / "output"
+    for checkpoint in (1000, 500, 1500):  # written out of order: read in the checkpoints' order
+        _trainer_state(out / f"checkpoint-{checkpoint}" / "trainer_state.json", checkpoint)
+    _ingest(store, out)
+    records = all_records(store)
+    assert sorted(r.step for r in records) == list(range(50, 1501, 50))
+    assert {(r.run, r.attempt.split("#")[1]) for r in records} == {("gpt-ft/output", "1")}
+    assert len({r.attempt for r in records}) == 1
+
+
+def test_trainer_state_rewritten_in_place_adds_only_its_new_entries(store, tmp_path):
+    state = tmp_path / "gpt-ft" / "trainer_state.json"
+    _trainer_state(state, 500)
+    _ingest(store, state)
+    _trainer_state(state, 1000)  # transformers rewrites it whole
+    _ingest(store, state)
+    records = all_records(store)
+    assert sorted(r.step for r in records) == list(range(50, 1001, 50))
+    assert len({r.attempt for r in records}) == 1
