@@ -5,8 +5,9 @@ so far and its parser's state. A batch of whole lines is parsed and its records 
 in ONE transaction with the new offset and state, so a process killed at any moment
 resumes exactly where the last commit left it: nothing lost, nothing doubled.
 
-Files change under us in three ways, all recognised by identity (see monitor/sources.py) and
-handled in monitor/rotation.py:
+A file met for the first time becomes a source in monitor/new_files.py. Files change under
+us in three ways, all recognised by identity (see monitor/sources.py) and handled in
+monitor/rotation.py:
 - renamed away (rotation): the same inode elsewhere — followed there if watched, else
   drained to its end through the descriptor we hold, then left as `rotated`;
 - truncated or rewritten in place (copy-truncate): the offset's bytes changed — the copy
@@ -35,25 +36,15 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.live import LiveRuns
 from monitor.models import SourceFile
-from monitor.parsers import BadLine, Parser, by_name, registry, sniff
+from monitor.new_files import NewFiles, example
+from monitor.parsers import BadLine, Parser, by_name, sniff
 from monitor.rotation import FOLLOWED, Rotation
 from monitor.sources import (HEAD_BYTES, MAX_LINE_BYTES, RESCAN, ChangeFeed, Targets, TooLong, file_clock,
-                             head_hash, head_lines, open_file, read_lines, run_name, tail_hash)
-from monitor.store import add_source, insert_records, update_source
+                             head_hash, head_lines, open_file, read_lines, tail_hash)
+from monitor.store import insert_records, update_source
 
 log = logging.getLogger("trainledger.intake")
 _SOURCES = SourceFile.__table__
-EXAMPLE_CHARS = 200
-COPY_WAIT_S = 30.0
-"""How long a file that starts like a known one but is still shorter may be a copy in progress."""
-
-
-def example(raw: bytes | str) -> str:
-    """The start of a bad line, safe to print: control characters escaped."""
-    text = raw[:EXAMPLE_CHARS * 4].decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else raw
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:EXAMPLE_CHARS])[:EXAMPLE_CHARS]
-
-
 @contextmanager
 def _collector_paused() -> Iterator[None]:
     """A batch allocates thousands of small containers and frees them all, none in a cycle: the
@@ -86,7 +77,7 @@ class Tail:
         return self.row["device"], self.row["inode"]
 
 
-class Intake(Rotation):
+class Intake(NewFiles, Rotation):
     """Brings files into the store. `ingest` once, or `watch` until stopped."""
 
     def __init__(self, engine: Engine, *, format: str | type[Parser] | None = None, host: str | None = None,
@@ -258,67 +249,6 @@ class Intake(Rotation):
                 and (not row["head_len"] or head_hash(fd, row["head_len"]) == row["head_hash"])
                 and (not row["offset"] or tail_hash(fd, row["offset"]) == row["tail_hash"]))
 
-    # ---- new files ----------------------------------------------------------------------
-    def _new_row(self, path: str, fd: int, st: os.stat_result, final: bool) -> dict[str, Any] | None:
-        key = (st.st_dev, st.st_ino)
-        since, size = self._waiting.get(key, (time.monotonic(), -1))
-        if size != st.st_size:
-            since = time.monotonic()
-        self._waiting[key] = (since, st.st_size)
-        settled = final or time.monotonic() - since >= self.idle_flush_s
-        origin = self._copied_from(path, fd, st, patience=not final and time.monotonic() - since < COPY_WAIT_S)
-        if origin == "wait":
-            return None
-        now = time.time()
-        base = dict(path=path, device=st.st_dev, inode=st.st_ino, head_len=0, head_hash="", offset=0,
-                    tail_hash="", size=st.st_size, lines=0, records=0, status="active", bad_lines=0,
-                    first_seen=now, updated=now, first_mtime=st.st_mtime, first_size=st.st_size)
-        if origin is not None:  # a copy-truncate copy: it continues the original's reading
-            values = dict(base, **{k: origin[k] for k in ("head_len", "head_hash", "offset", "tail_hash", "lines",
-                                                          "parser", "parser_state", "run", "attempt_prefix")},
-                          status="copy" if origin["status"] == "active" else "active",
-                          copy_of=origin["id"])
-            log.info("%s: a copy of %s, read from byte %d on", path, origin["path"], origin["offset"])
-        else:
-            lines, complete = head_lines(fd)
-            if not any(line.strip() for line in lines) and not final:
-                return None
-            parser = self.format or sniff(lines)
-            if parser is None and not (complete or settled):
-                return None  # too little to tell yet
-            values = dict(base, parser=parser.name if parser else None,
-                          run=run_name(path), attempt_prefix="")
-            if parser is None:
-                values.update(self._unknown_format(lines))
-            else:
-                values.update(self._carried_over(parser, values["run"]))
-        self._waiting.pop(key, None)
-        with self.engine.begin() as conn:
-            values["id"] = add_source(conn, **values)
-            if not values["attempt_prefix"]:
-                values["attempt_prefix"] = f"{os.path.basename(path)}:{values['id']}"
-                update_source(conn, values["id"], attempt_prefix=values["attempt_prefix"])
-        row = {column.name: None for column in _SOURCES.columns}
-        row.update(values)
-        return row
-
-    def _carried_over(self, parser: type[Parser], run: str) -> dict[str, Any]:
-        """The parser state and attempt names a new file takes over from the run's last file in
-        its format, where the format says so (`Parser.carried_over`); else nothing."""
-        with self.engine.connect() as conn:
-            last = conn.execute(select(_SOURCES.c.parser_state, _SOURCES.c.attempt_prefix).where(
-                _SOURCES.c.parser == parser.name, _SOURCES.c.run == run, _SOURCES.c.parser_state.is_not(None))
-                .order_by(_SOURCES.c.id.desc()).limit(1)).first()
-        state = parser.carried_over(last.parser_state) if last is not None else None
-        return {} if state is None else {"parser_state": state, "attempt_prefix": last.attempt_prefix}
-
-    def _unknown_format(self, lines: list[str]) -> dict[str, Any]:
-        first = next((line for line in lines if line.strip()), "")
-        known = ", ".join(p.name for p in registry())
-        return dict(status="unknown_format", bad_lines=len(lines), first_bad_line=1,
-                    first_bad_reason=f"unknown log format (known: {known}; choose one with --format)",
-                    first_bad_example=example(first))
-
     # ---- reading --------------------------------------------------------------------------
     def _advance(self, tail: Tail, final: bool) -> None:
         if tail.row["status"] == "copy":
@@ -366,7 +296,8 @@ class Intake(Rotation):
             return
         log.info("%s: recognised as %s after all", tail.path, parser.name)
         values = dict(parser=parser.name, status="active", bad_lines=0, first_bad_line=None,
-                      first_bad_reason=None, first_bad_example=None, updated=time.time())
+                      first_bad_reason=None, first_bad_example=None, updated=time.time(),
+                      **self._carried_over(parser, tail.row["run"]))
         with self.engine.begin() as conn:
             update_source(conn, tail.row["id"], **values)
         tail.row.update(values)
