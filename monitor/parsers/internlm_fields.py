@@ -31,8 +31,9 @@ _UINT64 = 2**64
 _INTS = ("num_consumed_tokens", "inf_nan_skip_batches", "num_samples_in_batch", "largest_length")
 _NUMBERS = frozenset(("step", "loss", "grad_norm", "tflops", "tgs", "lr", "loss_scale", "fwd_bwd_time",
                       "acc", "perplexity", *_INTS))
-_SOURCE_FIGURES = ("acc", "tokens", "loss")
+_SOURCE_FIGURES = frozenset(("acc", "tokens", "loss"))
 _TEXT_CHARS = 200
+_ABSENT = object()
 
 
 def body_values(body: str) -> dict[str, Any]:
@@ -123,15 +124,17 @@ def step_fields(values: dict[str, Any]) -> tuple[int | None, dict[str, Any]]:
             fields[key] = to_int(fields[key])
     if type(groups := fields.get("grad_norm")) is dict:
         fields["grad_norm"], fields["grad_norm_groups"] = _combined_norm(groups), groups
-    sources: dict[str, dict[str, Any]] = {}
-    for key in [key for key in fields if "/" in key]:
-        kind, _, name = key.partition("/")
-        value = fields.pop(key)
-        if kind == "tgs":
-            fields.setdefault(name, value)  # an average never overwrites the instantaneous tgs
-        elif kind in _SOURCE_FIGURES:
-            sources.setdefault(name, {})[kind] = value
-    fields["per_source"] = {name: figures for name, figures in sources.items() if figures.get("tokens", 0) != 0}
+    slashed = {key: fields.pop(key) for key in [key for key in fields if "/" in key]}
+    fields["per_source"] = per_source = {}
+    for key, value in slashed.items():  # seed 002 prints all 33 sources, most with no tokens
+        if key[:7] == "tokens/":
+            if value != 0:
+                figures = per_source[key[7:]] = {"tokens": value}
+                for figure in ("acc", "loss"):
+                    if (number := slashed.get(f"{figure}{key[6:]}", _ABSENT)) is not _ABSENT:
+                        figures[figure] = number
+        elif key[:4] == "tgs/":
+            fields.setdefault(key[4:], value)  # an average never overwrites the instantaneous tgs
     return step, fields
 
 
