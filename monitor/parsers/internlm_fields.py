@@ -8,7 +8,7 @@ an int, other numbers are floats, `nan` and `inf` are None, anything else text, 
 - `token_values` reads any other body token by token: early InternLM's commas, `inf`, a
   repeated key, a text value.
 `body_values` picks; `step_fields` makes the step's fields of either. That both readers agree is
-a property test (tests/monitor/test_parser_properties.py).
+a property test (tests/monitor/test_internlm_readers.py).
 """
 
 from __future__ import annotations
