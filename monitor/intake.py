@@ -125,6 +125,7 @@ class Intake(NewFiles, Rotation):
         try:
             paths: set[str] = set()
             self._safely(self._reconcile)
+            self._safely(self._resume_lingering)
             next_scan = next_tick = 0.0
             while not stop.is_set():
                 if time.monotonic() >= next_scan or RESCAN in paths:

@@ -101,6 +101,28 @@ class Rotation:
                 self._flush(tail)
                 self._close(tail)
 
+    def _resume_lingering(self) -> None:
+        """At start: a file renamed away less than `linger_s` before the watcher stopped (or was
+        killed) may still be written to: it lingers again, found by its inode in its folder."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(_SOURCES).where(
+                _SOURCES.c.status == "rotated", _SOURCES.c.parser.is_not(None),
+                _SOURCES.c.updated >= time.time() - self.linger_s)).mappings().all()
+        for row in map(dict, rows):
+            path = same_file_in(os.path.dirname(row["path"]), row["device"], row["inode"])
+            if path is None or (row["device"], row["inode"]) in self._tails or self.targets.matches(path):
+                continue  # gone, already held, or followed by its name anyway
+            opened = open_file(path)
+            if opened is None:
+                continue
+            fd, st = opened
+            if (st.st_dev, st.st_ino) != (row["device"], row["inode"]) or not self._unchanged(fd, st.st_size, row):
+                os.close(fd)
+                continue
+            tail = self._track(row, path, fd)
+            self._by_path.pop(path, None)
+            self._lingering[tail.key] = tail
+
     def _content_lost(self, row: dict[str, Any], status: str) -> None:
         """The bytes after this row's offset are gone from its file (copy-truncate, rewrite):
         hand its reading over to a copy of it, if there is one, and retire the row."""

@@ -141,6 +141,28 @@ def test_a_writer_that_keeps_its_log_open_across_rotation_loses_nothing(watched)
     assert {s["path"]: s["status"] for s in sources(open_store(db))} == {str(rotated): "rotated", str(log): "active"}
 
 
+def test_a_rotated_log_still_written_while_the_watcher_was_killed_is_read_after_restart(watched):
+    folder, db = watched
+    log, rotated = folder / "train.jsonl", folder / "train.jsonl.1"
+    proc = _watch(db, log)
+    try:
+        with open(log, "a") as writer:
+            writer.write("".join(step_line(step) for step in range(1, 101)))
+            writer.flush()
+            wait_for(lambda: _steps(db)() == list(range(1, 101)))
+            os.rename(log, rotated)
+            wait_for(lambda: [s["status"] for s in sources(open_store(db, read_only=True))] == ["rotated"])
+            proc.kill()
+            proc.wait(timeout=30)
+            writer.write("".join(step_line(step) for step in range(101, 151)))  # while nobody watches
+        proc = _watch(db, log)
+        wait_for(lambda: sorted(_steps(db)()) == list(range(1, 151)))
+    finally:
+        if proc.poll() is None:
+            _stop(proc)
+    assert sorted(stored_steps(open_store(db))) == list(range(1, 151))
+
+
 def test_copy_truncate_under_watch_loses_nothing(watched):
     folder, db = watched
     log = folder / "train.jsonl"
