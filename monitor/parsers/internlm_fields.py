@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from monitor.parsers.base import BadLine
-from monitor.parsers.fields import to_int
+from monitor.parsers.fields import to_float, to_int
 
 _DICT_RE = re.compile(r"\{[^{}]*\}")
 _DICT_ITEM_RE = re.compile(r"'([^']*)':\s*([^,}]+)")
@@ -94,13 +94,9 @@ def _typed(raw: str) -> int | float | str | None:
         number = int(raw)
         return number if -_INT64 <= number < _UINT64 else float(number)
     try:
-        value = float(raw)
-    except ValueError:
-        try:
-            value = float(raw.replace(",", ""))
-        except ValueError:
-            return raw[:_TEXT_CHARS]
-    return value if value - value == 0.0 else None
+        return to_float(raw)
+    except BadLine:
+        return raw[:_TEXT_CHARS]
 
 
 def _squeeze(match: re.Match[str]) -> str:
