@@ -119,6 +119,16 @@ def test_rotation_by_rename_and_deletion_under_watch(watched):
     assert sorted(stored_steps(open_store(db))) == list(range(1, 221))  # and nothing doubled
 
 
+def _write_then_rotate(db, writer, log, rotated) -> None:
+    """Steps 1–100 through `writer`, stored; then `log` renamed to `rotated`, and the watcher
+    has seen it go (the writer keeps its descriptor)."""
+    writer.write("".join(step_line(step) for step in range(1, 101)))
+    writer.flush()
+    wait_for(lambda: _steps(db)() == list(range(1, 101)))
+    os.rename(log, rotated)
+    wait_for(lambda: [s["status"] for s in sources(open_store(db, read_only=True))] == ["rotated"])
+
+
 def test_a_writer_that_keeps_its_log_open_across_rotation_loses_nothing(watched):
     """`>> train.jsonl` (or a handler that reopens late) writes on into the renamed file: the
     watcher, following the path only, reads on through its descriptor."""
@@ -127,11 +137,7 @@ def test_a_writer_that_keeps_its_log_open_across_rotation_loses_nothing(watched)
     proc = _watch(db, log)
     try:
         with open(log, "a") as writer:
-            writer.write("".join(step_line(step) for step in range(1, 101)))
-            writer.flush()
-            wait_for(lambda: _steps(db)() == list(range(1, 101)))
-            os.rename(log, rotated)
-            wait_for(lambda: [s["status"] for s in sources(open_store(db, read_only=True))] == ["rotated"])
+            _write_then_rotate(db, writer, log, rotated)
             writer.write("".join(step_line(step) for step in range(101, 151)))  # the old descriptor
         write_steps(log, range(151, 161))
         wait_for(lambda: sorted(_steps(db)()) == list(range(1, 161)))
@@ -147,11 +153,7 @@ def test_a_rotated_log_still_written_while_the_watcher_was_killed_is_read_after_
     proc = _watch(db, log)
     try:
         with open(log, "a") as writer:
-            writer.write("".join(step_line(step) for step in range(1, 101)))
-            writer.flush()
-            wait_for(lambda: _steps(db)() == list(range(1, 101)))
-            os.rename(log, rotated)
-            wait_for(lambda: [s["status"] for s in sources(open_store(db, read_only=True))] == ["rotated"])
+            _write_then_rotate(db, writer, log, rotated)
             proc.kill()
             proc.wait(timeout=30)
             writer.write("".join(step_line(step) for step in range(101, 151)))  # while nobody watches
