@@ -75,10 +75,8 @@ class Rotation:
             return
         unchanged = self._unchanged(tail.fd, os.fstat(tail.fd).st_size, tail.row)
         if unchanged and self._following and not self._stop.is_set():
-            self._retire(tail.row, "rotated" if moved_to else "deleted")
             tail.path = moved_to or tail.path
-            self._lingering[tail.key] = tail  # its writer may not have reopened the log yet
-            self._advance(tail, final=False)
+            self._start_lingering(tail, "rotated" if moved_to else "deleted")
             return
         if unchanged:
             self._advance(tail, final=True)  # drain what it still holds, through our descriptor
@@ -87,6 +85,13 @@ class Rotation:
         else:
             self._content_lost(tail.row, "truncated")
         self._close(tail)
+
+    def _start_lingering(self, tail: Tail, status: str) -> None:
+        """Retire the row, but read on through our descriptor until idle (`_linger`): the file's
+        writer may not have reopened its log yet."""
+        self._retire(tail.row, status)
+        self._lingering[tail.key] = tail
+        self._advance(tail, final=False)
 
     def _linger(self) -> None:
         """A file renamed away or deleted still takes the lines of a writer that has not reopened
@@ -194,6 +199,9 @@ class Rotation:
                 tail = self._track(row, moved_to, opened[0])
                 self._by_path.pop(moved_to, None)
                 if self._unchanged(tail.fd, os.fstat(tail.fd).st_size, row):
+                    if self._following and not self._stop.is_set():
+                        self._start_lingering(tail, "rotated")  # not closed, to be reopened at once
+                        continue
                     self._advance(tail, final=True)
                     if not self._stop.is_set():
                         self._retire(tail.row, "rotated")

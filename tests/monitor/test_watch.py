@@ -165,6 +165,29 @@ def test_a_rotated_log_still_written_while_the_watcher_was_killed_is_read_after_
     assert sorted(stored_steps(open_store(db))) == list(range(1, 151))
 
 
+def test_a_log_rotated_while_no_watcher_ran_is_read_on_while_its_writer_writes(watched):
+    folder, db = watched
+    log, rotated = folder / "train.jsonl", folder / "train.jsonl.1"
+    with open(log, "a") as writer:
+        writer.write("".join(step_line(step) for step in range(1, 101)))
+        writer.flush()
+        proc = _watch(db, log)
+        wait_for(lambda: _steps(db)() == list(range(1, 101)))
+        _stop(proc)
+        os.rename(log, rotated)  # while nobody watches
+        writer.write("".join(step_line(step) for step in range(101, 121)))
+        writer.flush()
+        proc = _watch(db, log)
+        try:
+            wait_for(lambda: sorted(_steps(db)()) == list(range(1, 121)))
+            writer.write("".join(step_line(step) for step in range(121, 151)))  # and on, once it runs
+            writer.flush()
+            wait_for(lambda: sorted(_steps(db)()) == list(range(1, 151)))
+        finally:
+            _stop(proc)
+    assert sorted(stored_steps(open_store(db))) == list(range(1, 151))
+
+
 def test_copy_truncate_under_watch_loses_nothing(watched):
     folder, db = watched
     log = folder / "train.jsonl"
