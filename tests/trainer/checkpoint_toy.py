@@ -7,8 +7,8 @@
         (forks R save loops — one process, or two gloo ranks — SIGKILLs each at a seeded moment,
          resumes in one process after each; prints a JSON summary)
 
-The toy has dropout (so the RNG state matters), AdamW, a LambdaLR schedule and a sampler
-whose global cursor picks each step's samples, split across ranks like the trainer's.
+The toy has dropout (so the RNG state matters), AdamW, a LambdaLR schedule and the trainer's
+own GlobalSampler, whose cursor picks each step's samples, split across ranks.
 """
 
 from __future__ import annotations
@@ -29,28 +29,12 @@ import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from trainer.checkpoint import Checkpointer, ResumeRequest, release_group, resume  # noqa: E402
+from trainer.data import GlobalSampler  # noqa: E402
 
 GLOBAL_BATCH = 8
+NUM_SAMPLES = 1 << 16
+"""Sample i is a fixed random vector (seeded by i)."""
 DIM = 64
-
-
-class CursorSampler:
-    """Sample i is a fixed random vector; each step takes the next GLOBAL_BATCH ids."""
-
-    def __init__(self):
-        self.cursor = 0
-
-    def take(self, rank: int, world: int) -> list[int]:
-        ids = list(range(self.cursor, self.cursor + GLOBAL_BATCH))
-        self.cursor += GLOBAL_BATCH
-        per = GLOBAL_BATCH // world
-        return ids[rank * per:(rank + 1) * per]
-
-    def state_dict(self) -> dict:
-        return {"cursor": self.cursor}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.cursor = int(state["cursor"])
 
 
 def emit(record: dict) -> None:
@@ -65,7 +49,7 @@ class ToyState:
     optimizer: torch.optim.Optimizer
     lr_scheduler: torch.optim.lr_scheduler.LambdaLR
     grad_scaler: torch.amp.GradScaler
-    sampler: CursorSampler
+    sampler: GlobalSampler
     step: int = 0
     consumed_tokens: int = 0
 
@@ -78,11 +62,11 @@ def build(world: int) -> tuple[ToyState, torch.nn.Module]:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1 / (1 + 0.1 * s))
     scaler = torch.amp.GradScaler("cpu", enabled=False)
-    return ToyState(model, optimizer, scheduler, scaler, CursorSampler()), core
+    return ToyState(model, optimizer, scheduler, scaler, GlobalSampler(NUM_SAMPLES, seed=0)), core
 
 
 def train_step(state: ToyState, rank: int, world: int) -> tuple[float, list[int]]:
-    ids = state.sampler.take(rank, world)
+    ids = state.sampler.take(GLOBAL_BATCH, rank, world).tolist()
     x = torch.stack([torch.randn(DIM, generator=torch.Generator().manual_seed(i)) for i in ids])
     loss = ((state.model(x) - x.flip(-1)) ** 2).mean()
     state.optimizer.zero_grad()
