@@ -35,9 +35,10 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from monitor.escape import example
 from monitor.live import LiveRuns
 from monitor.models import SourceFile
-from monitor.new_files import NewFiles, example
+from monitor.new_files import NewFiles
 from monitor.parsers import BadLine, Parser, by_name, sniff
 from monitor.rotation import FOLLOWED, Rotation
 from monitor.sources import (HEAD_BYTES, MAX_LINE_BYTES, RESCAN, ChangeFeed, Targets, TooLong, file_clock,

@@ -18,6 +18,7 @@ from typing import Callable, Iterable
 from sqlalchemy.engine import Engine
 
 from monitor.accounting import LiveLedger, Policy, parse_timezone
+from monitor.escape import printable
 from monitor.models import LiveState
 from monitor.records import Record
 from monitor.store import list_live_states, load_records, save_live_states
@@ -25,11 +26,6 @@ from monitor.store import list_live_states, load_records, save_live_states
 log = logging.getLogger("trainledger.live")
 SETTLED = frozenset({"fault", "manual", "waiting"})
 """States that only a new record changes; a run in another one keeps being classified as time passes."""
-
-
-def printable(text: str) -> str:
-    """A name from a log, safe for a log line (control characters escaped)."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class LiveRuns:

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from monitor.escape import example
 from monitor.models import SourceFile
 from monitor.parsers import Parser, registry, sniff
 from monitor.sources import head_lines, run_name
@@ -20,15 +21,8 @@ from monitor.store import add_source, update_source
 
 log = logging.getLogger("trainledger.intake")
 _SOURCES = SourceFile.__table__
-EXAMPLE_CHARS = 200
 COPY_WAIT_S = 30.0
 """How long a file that starts like a known one but is still shorter may be a copy in progress."""
-
-
-def example(raw: bytes | str) -> str:
-    """The start of a bad line, safe to print: control characters escaped."""
-    text = raw[:EXAMPLE_CHARS * 4].decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else raw
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:EXAMPLE_CHARS])[:EXAMPLE_CHARS]
 
 
 class NewFiles:
