@@ -2,14 +2,13 @@
 
 import signal
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 import eventschema
 from polling import wait_for
-from trainer_procs import REPO, env, read_events, run_train, steps_in, train_cmd
+from trainer_procs import REPO, env, prepare_sample, read_events, run_train, steps_in, train_cmd
 
 pytestmark = pytest.mark.slow
 
@@ -78,9 +77,7 @@ def test_run_id_is_stable_across_launches_and_attempt_is_new(sample_data, tmp_pa
 
 
 def test_finish_when_the_data_batch_is_exhausted(tmp_path):
-    small = tmp_path / "small"
-    subprocess.run([sys.executable, "-m", "trainer", "prepare", str(REPO / "sample_data"), "--out", str(small),
-                    "--sample", "40", "--seed", "1"], check=True, env=env(), cwd=REPO, capture_output=True)
+    small = prepare_sample(tmp_path / "small", "--sample", "40", "--seed", "1")
     out = tmp_path / "run"
     proc = run_train(small, out, "data.total_steps=100000", "data.valid_every=0", "train.print_every=0")
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 import eventschema
 from polling import wait_for
-from trainer_procs import REPO, env, read_events, run_train, steps_in, train_cmd
+from trainer_procs import REPO, env, prepare_sample, read_events, run_train, steps_in, train_cmd
 
 pytestmark = pytest.mark.slow
 
@@ -97,9 +96,7 @@ def test_stop_and_resume_continues_exactly(sample_data, uninterrupted, tmp_path,
 
 def test_resume_at_another_world_size_sees_every_sample_once(tmp_path):
     """2 processes → 1 → 2, to the end of a small data batch: each sample exactly once."""
-    small = tmp_path / "small"
-    subprocess.run([sys.executable, "-m", "trainer", "prepare", str(REPO / "sample_data"), "--out", str(small),
-                    "--sample", "40", "--seed", "1"], check=True, env=env(), cwd=REPO, capture_output=True)
+    small = prepare_sample(tmp_path / "small", "--sample", "40", "--seed", "1")
     out = tmp_path / "run"
     common = ("data.valid_every=0", "train.print_every=0", "debug.record_sample_ids=true",
               "data.total_steps=100000", "checkpoint.checkpoint_every=1000")

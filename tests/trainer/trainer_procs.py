@@ -21,6 +21,14 @@ def env() -> dict:
     return e
 
 
+def prepare_sample(out: Path, *options: str) -> Path:
+    """The shipped sample corpus prepared into `out` (`trainer prepare` options such as
+    `--sample 40`)."""
+    subprocess.run([PYTHON, "-m", "trainer", "prepare", str(REPO / "sample_data"), "--out", str(out), *options],
+                   check=True, env=env(), cwd=REPO, capture_output=True)
+    return out
+
+
 def train_cmd(data: Path, out_dir: Path, *overrides: str, nproc: int | None = None) -> list[str]:
     launcher = [TORCHRUN, "--nproc-per-node", str(nproc), "--standalone"] if nproc else [PYTHON]
     return [*launcher, "-m", "trainer", "train", "--config", "tiny",
