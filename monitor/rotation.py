@@ -98,10 +98,12 @@ class Rotation:
         its log (`>> train.log`, a handler that rotates late): read through our descriptor until
         it has been idle `linger_s`, then stored to its end and let go."""
         for tail in list(self._lingering.values()):
-            if not self._unchanged(tail.fd, os.fstat(tail.fd).st_size, tail.row):
-                self._close(tail)  # rewritten in place: what it held was read
-                continue
-            self._advance(tail, final=False)
+            st = os.fstat(tail.fd)
+            if (st.st_size, st.st_mtime_ns) != (tail.size, tail.mtime_ns):  # hashed only when it changed
+                if not self._unchanged(tail.fd, st.st_size, tail.row):
+                    self._close(tail)  # rewritten in place: what it held was read
+                    continue
+                self._advance(tail, final=False)
             if time.monotonic() - tail.last_growth >= self.linger_s:
                 self._flush(tail)
                 self._close(tail)
