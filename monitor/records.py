@@ -14,8 +14,12 @@ from typing import Any
 from eventschema import COMMON_FIELDS
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Record:
+    """Treat as immutable once made. Not `frozen=True`: a frozen dataclass sets each field through
+    `object.__setattr__`, 2.5× the cost of building one (bench/bench_ingest.py: a million a
+    backlog)."""
+
     kind: str
     run: str
     attempt: str
