@@ -6,6 +6,8 @@ so the intake can commit the records and the file offset that produced them toge
 
 from __future__ import annotations
 
+import sqlite3
+from itertools import chain
 from typing import Any, Iterable
 
 from sqlalchemy import case, insert, update
@@ -21,6 +23,9 @@ from monitor.store.rows import EVENT_COLUMNS, STEP_COLUMNS, event_values, step_v
 _RUNS = Run.__table__
 _ATTEMPTS = Attempt.__table__
 _SOURCES = SourceFile.__table__
+_ROWS_PER_STATEMENT = 200
+_SQLITE_VARIABLES = 32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999
+"""How many bound variables one SQLite statement takes (its compile-time default)."""
 
 
 def insert_records(conn: Connection, records: Iterable[Record], *, source_id: int | None = None,
@@ -56,14 +61,30 @@ def insert_records(conn: Connection, records: Iterable[Record], *, source_id: in
             span[1] = ts
     for table, columns, rows in (("step_metrics", STEP_COLUMNS, steps), ("events", EVENT_COLUMNS, events)):
         if rows:
-            # straight to the driver's executemany: per-row parameter processing would cost
-            # more than the insert itself (bench/bench_ingest.py)
-            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-            conn.exec_driver_sql(f"INSERT INTO {table} ({', '.join(columns)}) "
-                                 f"VALUES ({', '.join([mark] * len(columns))})", rows)
+            _insert_rows(conn, table, columns, rows)
     if spans:
         _upsert_spans(conn, spans)
     return seq - first_seq
+
+
+def _insert_rows(conn: Connection, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+    """Straight to the driver: per-row parameter processing would cost more than the insert
+    itself. On SQLite, whole chunks of rows go in as one multi-row INSERT, 17% less CPU than
+    `executemany` of the same rows (bench/bench_ingest.py); the rest, and PostgreSQL (psycopg
+    pipelines `executemany`), by `executemany`."""
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+    one = f"({', '.join([mark] * len(columns))})"
+    if conn.dialect.name == "sqlite":
+        per = min(_ROWS_PER_STATEMENT, _SQLITE_VARIABLES // len(columns))
+        whole = len(rows) - len(rows) % per
+        if whole:
+            statement = head + ", ".join([one] * per)
+            for start in range(0, whole, per):
+                conn.exec_driver_sql(statement, tuple(chain.from_iterable(rows[start:start + per])))
+            rows = rows[whole:]
+    if rows:
+        conn.exec_driver_sql(head + one, rows)
 
 
 def _upsert_spans(conn: Connection, spans: dict[tuple[str, str], list[Any]]) -> None:

@@ -80,6 +80,20 @@ def test_ties_keep_the_order_they_were_read_in(store):
     assert load_records(store, "r1") == same_ts
 
 
+def test_a_batch_of_many_statements_round_trips_in_order(store):
+    """SQLite takes whole chunks of rows as multi-row INSERTs and the rest one by one: a batch
+    of several chunks and a remainder, steps and events mixed, comes back whole and in order."""
+    batch = []
+    for i in range(437):
+        batch.append(_step(i, 1000.0 + i, loss=1.0 / (i + 1), tgs=float(i), num_consumed_tokens=i * 4096,
+                           per_source={"web": {"tokens": i}}))
+        if i % 50 == 0:
+            batch.append(Record("eval", "r1", "a1", 1000.0 + i, "node1", 0, i, {"val_loss": float(i)}))
+    with store.begin() as conn:
+        assert insert_records(conn, batch, source_id=3, first_seq=0) == len(batch)
+    assert load_records(store, "r1") == batch
+
+
 def test_runs_and_attempts_cover_every_batch(store):
     for batch in (RECORDS[2:5], RECORDS[5:], RECORDS[:2],
                   [Record("launch", "r0", "x", 50.0, "h", 0, None, {})]):
