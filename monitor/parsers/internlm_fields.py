@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -33,7 +33,6 @@ _NUMBERS = frozenset(("step", "loss", "grad_norm", "tflops", "tgs", "lr", "loss_
                       "acc", "perplexity", *_INTS))
 _SOURCE_FIGURES = frozenset(("acc", "tokens", "loss"))
 _TEXT_CHARS = 200
-_ABSENT = object()
 
 
 def body_values(body: str) -> dict[str, Any]:
@@ -120,18 +119,46 @@ def step_fields(values: dict[str, Any]) -> tuple[int | None, dict[str, Any]]:
             fields[key] = to_int(fields[key])
     if type(groups := fields.get("grad_norm")) is dict:
         fields["grad_norm"], fields["grad_norm_groups"] = _combined_norm(groups), groups
-    slashed = {key: fields.pop(key) for key in [key for key in fields if "/" in key]}
+    layout = _LAYOUTS.get(keys := tuple(fields)) or _layout(keys)
+    slashed = {key: fields.pop(key) for key in layout.slashed}
     fields["per_source"] = per_source = {}
-    for key, value in slashed.items():  # seed 002 prints all 33 sources, most with no tokens
-        if key[:7] == "tokens/":
-            if value != 0:
-                figures = per_source[key[7:]] = {"tokens": value}
-                for figure in ("acc", "loss"):
-                    if (number := slashed.get(f"{figure}{key[6:]}", _ABSENT)) is not _ABSENT:
-                        figures[figure] = number
-        elif key[:4] == "tgs/":
-            fields.setdefault(key[4:], value)  # an average never overwrites the instantaneous tgs
+    for source, tokens, acc, loss in layout.sources:  # seed 002 prints all 33, most with no tokens
+        if (value := slashed[tokens]) != 0:
+            figures = per_source[source] = {"tokens": value}
+            if acc:
+                figures["acc"] = slashed[acc]
+            if loss:
+                figures["loss"] = slashed[loss]
+    for key, name in layout.averages:
+        fields.setdefault(name, slashed[key])  # an average never overwrites the instantaneous tgs
     return step, fields
+
+
+class _Layout(NamedTuple):
+    """What `step_fields` does with a body's keys, worked out once per key sequence (a log
+    prints the same keys on every step line)."""
+
+    slashed: tuple[str, ...]
+    sources: tuple[tuple[str, str, str | None, str | None], ...]
+    """(source, its `tokens/` key, its `acc/` and `loss/` keys where printed)"""
+    averages: tuple[tuple[str, str], ...]
+    """(`tgs/X`, X)"""
+
+
+_LAYOUTS: dict[tuple[str, ...], _Layout] = {}
+_MAX_LAYOUTS = 256
+
+
+def _layout(keys: tuple[str, ...]) -> _Layout:
+    slashed = tuple(key for key in keys if "/" in key)
+    sources = tuple((key[7:], key, *(name if (name := f"{figure}{key[6:]}") in slashed else None
+                                      for figure in ("acc", "loss")))
+                    for key in slashed if key[:7] == "tokens/")
+    layout = _Layout(slashed, sources, tuple((key, key[4:]) for key in slashed if key[:4] == "tgs/"))
+    if len(_LAYOUTS) >= _MAX_LAYOUTS:
+        _LAYOUTS.clear()
+    _LAYOUTS[keys] = layout
+    return layout
 
 
 def _combined_norm(groups: dict[str, Any]) -> float | None:
