@@ -34,6 +34,9 @@ _SKIPPED_SUFFIXES = (".db", ".db-wal", ".db-shm", ".db-journal", ".pt", ".pth", 
                      ".yaml", ".yml", ".cfg", ".ini", ".html", ".png", ".jpg", ".svg", ".pdf")
 """In a watched folder, files that are never logs (checkpoints, databases, archives, code,
 docs, configs); name such a file explicitly to read it anyway."""
+_JSON_DOCUMENTS_READ = frozenset({"trainer_state.json"})
+"""The one JSON document (not JSON lines) read in a watched folder; other `.json` files are
+configs, tokenizers, results and checkpoint manifests (each `checkpoint-N/` has several)."""
 _GENERIC_FOLDERS = frozenset({"logs", "log", "output", "outputs", "out", "runs", "run", "train", "training",
                               "stdout", "stderr", "results", "tmp"})
 _CHECKPOINT_FOLDER_RE = re.compile(r"(?:checkpoint|global_step|step|iter|ckpt)[-_]?\d+|checkpoints?|ckpts?",
@@ -162,7 +165,8 @@ class Targets:
             return True
         name = os.path.basename(path)
         if any(path.startswith(folder + os.sep) for folder in self.folders):
-            return not name.startswith(".") and not name.endswith(_SKIPPED_SUFFIXES)
+            return (not name.startswith(".") and not name.endswith(_SKIPPED_SUFFIXES)
+                    and (not name.endswith(".json") or name in _JSON_DOCUMENTS_READ))
         return any(fnmatch.fnmatchcase(path, pattern) and (pattern.count(os.sep) == path.count(os.sep)
                                                            or "**" in pattern)
                    for pattern in self.globs)

@@ -274,11 +274,14 @@ def _count(db: Path) -> int:
 
 def test_targets_expand_files_folders_and_globs(tmp_path):
     for name in ("a/train.log", "a/events.jsonl", "a/.hidden.log", "a/ckpt/model.pt", "a/store.db-wal", "a/README.md",
-                 "b/train.log", "b/deep/x/train.log", "c.log"):
+                 "a/config.json", "a/checkpoint-5/trainer_state.json", "a/checkpoint-5/tokenizer.json",
+                 "a/checkpoints/step_5/meta.json", "b/train.log", "b/deep/x/train.log", "c.log"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("x\n")
     files = Targets([tmp_path / "a"]).files()
-    assert files == [str(tmp_path / "a" / "events.jsonl"), str(tmp_path / "a" / "train.log")]
+    assert files == [str(tmp_path / "a" / "checkpoint-5" / "trainer_state.json"),
+                     str(tmp_path / "a" / "events.jsonl"), str(tmp_path / "a" / "train.log")]
+    assert Targets([tmp_path / "a" / "config.json"]).files() == [str(tmp_path / "a" / "config.json")]
     glob_targets = Targets([f"{tmp_path}/*/train.log", tmp_path / "later.log"])
     assert glob_targets.files() == [str(tmp_path / "a" / "train.log"), str(tmp_path / "b" / "train.log")]
     assert glob_targets.matches(str(tmp_path / "z" / "train.log"))
