@@ -17,8 +17,7 @@ from eventschema import COMMON_FIELDS
 @dataclass(slots=True)
 class Record:
     """Treat as immutable once made. Not `frozen=True`: a frozen dataclass sets each field through
-    `object.__setattr__`, 2.5× the cost of building one (bench/bench_ingest.py: a million a
-    backlog)."""
+    `object.__setattr__`, 1.26 µs to build one against 0.50 µs, and a backlog builds millions."""
 
     kind: str
     run: str

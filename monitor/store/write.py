@@ -70,8 +70,8 @@ def insert_records(conn: Connection, records: Iterable[Record], *, source_id: in
 def _insert_rows(conn: Connection, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
     """Straight to the driver: per-row parameter processing would cost more than the insert
     itself. On SQLite, whole chunks of rows go in as one multi-row INSERT, 17% less CPU than
-    `executemany` of the same rows (bench/bench_ingest.py); the rest, and PostgreSQL (psycopg
-    pipelines `executemany`), by `executemany`."""
+    `executemany` of the same rows (docs/benchmarks.md, "Intake"); the rest, and PostgreSQL
+    (psycopg pipelines `executemany`), by `executemany`."""
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
     one = f"({', '.join([mark] * len(columns))})"
