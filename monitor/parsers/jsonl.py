@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from eventschema import COMMON_FIELDS, KINDS, SCHEMA_VERSION, schema
+from eventschema import KINDS, SCHEMA_VERSION, schema
 from monitor.parsers.base import BadLine, Parser
 from monitor.records import Record
 
@@ -128,15 +128,4 @@ class JsonlParser(Parser):
     def feed(self, line: str) -> list[Record]:
         if not line.strip():
             return []
-        event = parse_event(line)
-        # Record.from_event, taking the fields from the event in place (no per-key copy: the
-        # hot path of a large backlog)
-        pop = event.pop
-        for name in _UNREAD_COMMON:
-            pop(name, None)
-        return [Record(kind=pop("kind"), run=pop("run"), attempt=pop("attempt"), ts=float(pop("ts")),
-                       host=pop("host", self.host), rank=int(pop("rank", 0)), step=pop("step", None),
-                       fields=event)]
-
-
-_UNREAD_COMMON = tuple(set(COMMON_FIELDS) - {"kind", "run", "attempt", "ts", "host", "rank"})
+        return [Record.from_event(parse_event(line), self.host)]
