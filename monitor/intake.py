@@ -41,8 +41,8 @@ from monitor.models import SourceFile
 from monitor.new_files import NewFiles
 from monitor.parsers import BadLine, Parser, by_name, sniff
 from monitor.rotation import FOLLOWED, Rotation
-from monitor.sources import (HEAD_BYTES, MAX_LINE_BYTES, RESCAN, ChangeFeed, Targets, TooLong, file_clock,
-                             head_hash, head_lines, open_file, read_lines, tail_hash)
+from monitor.sources import (HEAD_BYTES, MAX_LINE_BYTES, RESCAN, Batch, ChangeFeed, Targets, TooLong, digest,
+                             file_clock, head_hash, head_lines, open_file, read_batch, tail_hash)
 from monitor.store import insert_records, update_source
 
 log = logging.getLogger("trainledger.intake")
@@ -268,24 +268,31 @@ class Intake(NewFiles, Rotation):
                 self._resniff(tail, final)
             return
         if grew and not self._unchanged(tail.fd, st.st_size, tail.row):
-            path = tail.path
-            self._content_lost(tail.row, "truncated")
-            self.sync(path, final=final)  # the file starts over as a new source
+            self._start_over(tail, final)
             return
         while not self._stop.is_set():
-            lines, end = read_lines(tail.fd, tail.row["offset"], self.batch_bytes)
-            if not lines:
+            batch = read_batch(tail.fd, tail.row["offset"], self.batch_bytes, tail.row["tail_hash"])
+            if batch is None:  # rewritten since the check above
+                self._start_over(tail, final)
+                return
+            if not batch.lines:
                 break
-            consumed = end - tail.row["offset"]
-            self._commit(tail, lines, end, flush=False)
+            consumed = batch.end - tail.row["offset"]
+            self._commit(tail, batch)
             if self.on_bytes:
                 self.on_bytes(consumed)
         if final and not self._stop.is_set():
             self._flush(tail)
 
+    def _start_over(self, tail: Tail, final: bool) -> None:
+        """The bytes read from this file are gone: its copy (if any) goes on, the file is new."""
+        path = tail.path
+        self._content_lost(tail.row, "truncated")
+        self.sync(path, final=final)
+
     def _flush(self, tail: Tail) -> None:
         if not tail.flushed and tail.parser is not None and tail.row["status"] in ("active", "rotated", "deleted"):
-            self._commit(tail, [], tail.row["offset"], flush=True)
+            self._commit(tail, None)
         tail.flushed = True
 
     def _flush_idle(self) -> None:
@@ -309,16 +316,17 @@ class Intake(NewFiles, Rotation):
         tail.parser = self._parser(tail.row)
         self._advance(tail, final)
 
-    def _commit(self, tail: Tail, lines: list[bytes | TooLong], end: int, *, flush: bool) -> None:
-        """Parse these lines and store their records with the new offset, in one transaction."""
+    def _commit(self, tail: Tail, batch: Batch | None) -> None:
+        """Parse the batch's lines (None: flush the parser) and store their records with the new
+        offset, in one transaction."""
         with _collector_paused():
-            self._parse_and_store(tail, lines, end, flush=flush)
+            self._parse_and_store(tail, batch)
 
-    def _parse_and_store(self, tail: Tail, lines: list[bytes | TooLong], end: int, *, flush: bool) -> None:
+    def _parse_and_store(self, tail: Tail, batch: Batch | None) -> None:
         row, parser = tail.row, tail.parser
         records, bad = [], []
         lineno = row["lines"]
-        for raw in lines:
+        for raw in batch.lines if batch else ():
             lineno += 1
             if type(raw) is TooLong:
                 bad.append((lineno, f"a line of {raw.length} bytes, longer than {MAX_LINE_BYTES}", b""))
@@ -333,17 +341,18 @@ class Intake(NewFiles, Rotation):
                 bad.append((lineno, str(exc) or "unreadable line", raw))
             except Exception as exc:  # noqa: BLE001 — a parser bug must not stop the intake
                 bad.append((lineno, f"{parser.name} parser failed: {type(exc).__name__}: {exc}", raw))
-        if flush:
+        if batch is None:
             try:
                 records += parser.flush()
             except Exception as exc:  # noqa: BLE001
                 log.error("%s: %s parser failed to flush: %s: %s", tail.path, parser.name, type(exc).__name__, exc)
-        values: dict[str, Any] = dict(path=tail.path, offset=end, lines=lineno, records=row["records"] + len(records),
-                                      parser_state=parser.get_state(), size=tail.size, updated=time.time(),
-                                      tail_hash=tail_hash(tail.fd, end))
-        if row["head_len"] < HEAD_BYTES and end > row["head_len"]:
-            values["head_len"] = min(end, HEAD_BYTES)
-            values["head_hash"] = head_hash(tail.fd, values["head_len"])
+        values: dict[str, Any] = dict(path=tail.path, lines=lineno, records=row["records"] + len(records),
+                                      parser_state=parser.get_state(), size=tail.size, updated=time.time())
+        if batch is not None:
+            values.update(offset=batch.end, tail_hash=batch.tail_hash)
+            if row["head_len"] < HEAD_BYTES and batch.end > row["head_len"]:
+                values["head_len"] = min(batch.end, HEAD_BYTES)
+                values["head_hash"] = digest(batch.head[:values["head_len"]])
         if bad:
             values["bad_lines"] = row["bad_lines"] + len(bad)
             if row["first_bad_line"] is None:

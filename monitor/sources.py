@@ -98,28 +98,50 @@ class TooLong:
     length: int
 
 
-def read_lines(fd: int, offset: int, max_bytes: int) -> tuple[list[bytes | TooLong], int]:
+@dataclass(slots=True)
+class Batch:
+    """Whole lines read from a file, with the hashes that will say where reading stopped."""
+
+    lines: list[bytes | TooLong]
+    end: int
+    """The offset just after the last line."""
+    tail_hash: str
+    """`tail_hash` at `end`, of the bytes these lines came from."""
+    head: bytes
+    """Where this read began within the file's first HEAD_BYTES: the file's first bytes, at
+    least up to `end` or HEAD_BYTES; else empty."""
+
+
+def read_batch(fd: int, offset: int, max_bytes: int, tail_hash_at_offset: str) -> Batch | None:
     """The complete lines (without their newline) from `offset`, reading at most about
-    `max_bytes`, and the offset just after the last of them. A partial last line is left
-    for later: the returned offset stops before it."""
-    data = os.pread(fd, max_bytes, offset)
-    last_newline = data.rfind(b"\n")
+    `max_bytes`; a partial last line is left for later. None: the bytes before `offset` are
+    no longer those already read (truncated or rewritten in place).
+
+    The check, the lines and the new hashes all come from ONE read: a copy-truncate landing
+    while a batch is parsed must not leave the file's new content hashed as the old's."""
+    start = 0 if offset < HEAD_BYTES else offset - TAIL_BYTES
+    data = os.pread(fd, offset - start + max_bytes, start)
+    if offset and digest(data[max(0, offset - TAIL_BYTES) - start:offset - start]) != tail_hash_at_offset:
+        return None
+    head = data[:HEAD_BYTES] if start == 0 else b""
+    last_newline = data.rfind(b"\n", offset - start)
     if last_newline >= 0:
-        return data[:last_newline].split(b"\n"), offset + last_newline + 1
-    if len(data) < max_bytes:
-        return [], offset  # a partial line, still being written
-    position = offset + len(data)
+        end = start + last_newline + 1
+        return Batch(data[offset - start:last_newline].split(b"\n"), end,
+                     digest(data[max(0, end - TAIL_BYTES) - start:last_newline + 1]), head)
+    if len(data) - (offset - start) < max_bytes:
+        return Batch([], offset, tail_hash_at_offset, head)  # a partial line, still being written
+    position = start + len(data)
     while True:  # one line longer than max_bytes: find its end without keeping it
         more = os.pread(fd, 1 << 20, position)
         if not more:
-            return [], offset
+            return Batch([], offset, tail_hash_at_offset, head)
         newline = more.find(b"\n")
         if newline >= 0:
             end = position + newline + 1
             length = end - 1 - offset
-            if length > MAX_LINE_BYTES:
-                return [TooLong(length)], end
-            return [os.pread(fd, length, offset)], end
+            line = TooLong(length) if length > MAX_LINE_BYTES else os.pread(fd, length, offset)
+            return Batch([line], end, tail_hash(fd, end), os.pread(fd, HEAD_BYTES, 0) if start == 0 else b"")
         position += len(more)
 
 

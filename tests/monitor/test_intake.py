@@ -12,12 +12,15 @@ import random
 import shutil
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from intake_helpers import all_records, sources, step_line, stored_steps, write_steps
 
 from monitor.intake import Intake
 from monitor.parsers.base import Parser
+from monitor.parsers.jsonl import JsonlParser
 from monitor.records import Record
-from monitor.sources import Targets
+from monitor.sources import HEAD_BYTES, Targets, read_batch, tail_hash
 
 
 def _ingest(store, *paths, **kw) -> None:
@@ -187,6 +190,35 @@ def test_copy_truncate_with_the_copy_also_followed_doubles_nothing(store, tmp_pa
     assert set(range(1, 81)) | set(range(84, 91)) <= set(steps)
 
 
+@pytest.mark.parametrize("rewritten_to", [10, 120], ids=["shorter", "longer"])
+def test_copy_truncate_while_a_batch_is_parsed_loses_and_doubles_nothing(store, tmp_path, rewritten_to):
+    """logrotate's copy and truncate land between the batch's read and its commit: the offset's
+    hash must describe the bytes parsed, not the file as it is by then (CI caught this once)."""
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    log = folder / "train.jsonl"
+
+    class RotatedMidBatch(JsonlParser):
+        def feed(self, line):
+            records = super().feed(line)
+            if records and records[0].step == 80:
+                shutil.copyfile(log, folder / "train.jsonl.1")
+                os.truncate(log, 0)
+                write_steps(log, range(81, rewritten_to + 81))
+            return records
+
+    write_steps(log, range(1, 51))
+    intake = Intake(store, format=RotatedMidBatch)
+    intake.targets = Targets([str(folder)])
+    intake.sync(str(log))
+    write_steps(log, range(51, 81))
+    intake.sync(str(log))
+    for _ in range(2):
+        for path in intake.targets.files():
+            intake.sync(path)
+    assert sorted(stored_steps(store)) == list(range(1, rewritten_to + 81))
+
+
 def test_a_deleted_file_is_drained_through_the_open_descriptor(store, tmp_path):
     log = tmp_path / "train.jsonl"
     write_steps(log, range(1, 11))
@@ -286,3 +318,31 @@ def test_trainer_state_rewritten_in_place_adds_only_its_new_entries(store, tmp_p
     records = all_records(store)
     assert sorted(r.step for r in records) == list(range(50, 1001, 50))
     assert len({r.attempt for r in records}) == 1
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(st.binary(max_size=700).map(lambda b: b.replace(b"\n", b"")), max_size=40),
+       partial=st.binary(max_size=50).map(lambda b: b.replace(b"\n", b"")),
+       max_bytes=st.integers(1, 2000))
+def test_read_batch_returns_every_whole_line_once_with_the_hashes_of_what_it_read(tmp_path, lines, partial, max_bytes):
+    path = tmp_path / "any.log"
+    path.write_bytes(b"".join(line + b"\n" for line in lines) + partial)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        read, offset, tail = [], 0, ""
+        while (batch := read_batch(fd, offset, max_bytes, tail)) is not None and batch.lines:
+            assert batch.tail_hash == tail_hash(fd, batch.end)
+            if offset < HEAD_BYTES:
+                head_len = min(batch.end, HEAD_BYTES)
+                assert batch.head[:head_len] == os.pread(fd, head_len, 0)
+            read += batch.lines
+            offset, tail = batch.end, batch.tail_hash
+        assert batch is not None and batch.end == offset
+        assert read == lines and offset == path.stat().st_size - len(partial)
+        if offset:  # a byte before the offset changed: the file is no longer the one read
+            with open(path, "r+b") as f:
+                f.seek(offset - 1)
+                f.write(b"x")
+            assert read_batch(fd, offset, max_bytes, tail) is None
+    finally:
+        os.close(fd)
