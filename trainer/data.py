@@ -9,6 +9,11 @@ The `GlobalSampler` owns the data position. It is independent of the world size:
 seeded permutation of all packed samples and one cursor; each step takes the next
 global_batch samples and rank r trains on its contiguous part of that chunk. Resuming
 with another world size therefore neither repeats nor skips a sample.
+
+With per-node slices (`data.slice`, each node reading only the slice on its own disk) the
+ranks reading one slice form a group (`DataGroups`): each group takes an equal share of
+every step from its own slice's order, at the same cursor, and every group stops when the
+smallest slice runs out, so no node leaves the loop while the others wait for it.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainer.config import DataConfig, parse_batches
+from trainer.config import ConfigError, DataConfig, parse_batches
 
 IGNORE = -100  # target ignored by the loss (a document boundary inside a packed row)
 
@@ -100,31 +105,87 @@ class PackedDataset:
         )
 
 
-class GlobalSampler:
-    """Seeded global order of packed samples plus a cursor; resumable at any world size."""
+@dataclass(frozen=True)
+class DataGroups:
+    """Which ranks read the same data: all of them the whole batch, or each node its slice."""
 
-    def __init__(self, num_samples: int, seed: int):
-        self.num_samples, self.seed = num_samples, seed
+    groups: int
+    """How many groups of ranks read data of their own (1, or one per slice)."""
+    index: int
+    """This rank's place among the ranks of its group."""
+    size: int
+    """How many ranks its group has."""
+    slices: dict[str, int] | None = None
+    """Per-node slices: each slice's label → its packed samples; None: no slices."""
+
+    @classmethod
+    def of(cls, reads: list[tuple[str | None, int]], rank: int) -> DataGroups:
+        """From every rank's (slice label or None, packed samples it holds), in rank order."""
+        labels = [label for label, _ in reads]
+        if all(label is None for label in labels):
+            return cls(1, rank, len(reads))
+        if None in labels:
+            raise ConfigError(f"data.slice: set on ranks {_ranks(labels, lambda x: x is not None)} "
+                              f"but not on ranks {_ranks(labels, lambda x: x is None)}")
+        slices: dict[str, int] = {}
+        for label, samples in reads:
+            if slices.setdefault(label, samples) != samples:
+                raise ConfigError(f"data.slice: slice {label} holds {slices[label]} packed samples on some ranks and "
+                                  f"{samples} on others (ranks {_ranks(labels, lambda x: x == label)}): "
+                                  "are the copies on those nodes' disks whole?")
+        ranks_per_slice = {label: labels.count(label) for label in slices}
+        if len(set(ranks_per_slice.values())) > 1:
+            raise ConfigError("data.slice: every slice needs as many ranks; ranks per slice: "
+                              + ", ".join(f"{label}: {n}" for label, n in ranks_per_slice.items()))
+        if len(slices) == 1:  # every rank reads the same slice: as if it were the whole batch
+            return cls(1, rank, len(reads))
+        members = [r for r, label in enumerate(labels) if label == labels[rank]]
+        return cls(len(slices), members.index(rank), len(members), slices)
+
+
+def _ranks(labels: list[str | None], which) -> str:
+    return ",".join(str(r) for r, label in enumerate(labels) if which(label))
+
+
+class GlobalSampler:
+    """Seeded order of packed samples plus a cursor; resumable at any world size. With
+    `groups` > 1 each group draws its share of a step from its own samples (`slices`)."""
+
+    def __init__(self, num_samples: int, seed: int, groups: int = 1, slices: dict[str, int] | None = None):
+        self.num_samples, self.seed, self.groups, self.slices = num_samples, seed, groups, slices
+        self.limit = min(slices.values()) if slices else num_samples
+        """Where every group's cursor stops: the smallest group's sample count."""
         self.order = np.random.default_rng(seed).permutation(num_samples)
         self.cursor = 0
 
     def remaining(self) -> int:
-        return self.num_samples - self.cursor
+        """Samples still to come for global batches, over every group."""
+        return (self.limit - self.cursor) * self.groups
 
-    def take(self, global_batch: int, rank: int, world_size: int) -> np.ndarray:
-        """Advance by one step's global batch; return the sample ids of this rank's part."""
-        if self.remaining() < global_batch:
+    def take(self, global_batch: int, index: int, size: int) -> np.ndarray:
+        """Advance by one step; return the sample ids of the part that falls to rank `index` of
+        the `size` ranks reading these samples (with no slices: the rank and the world size)."""
+        share = global_batch // self.groups
+        if self.limit - self.cursor < share:
             raise IndexError("data batch exhausted")
-        chunk = self.order[self.cursor:self.cursor + global_batch]
-        self.cursor += global_batch
-        per_rank = global_batch // world_size
-        return chunk[rank * per_rank:(rank + 1) * per_rank]
+        chunk = self.order[self.cursor:self.cursor + share]
+        self.cursor += share
+        per_rank = share // size
+        return chunk[index * per_rank:(index + 1) * per_rank]
 
     def state_dict(self) -> dict:
-        return {"cursor": self.cursor, "seed": self.seed, "num_samples": self.num_samples}
+        state = {"cursor": self.cursor, "seed": self.seed, "num_samples": self.num_samples}
+        if self.slices:
+            state["slices"] = dict(self.slices)
+        return state
 
     def load_state_dict(self, state: dict) -> None:
-        if state["seed"] != self.seed or state["num_samples"] != self.num_samples:
+        """The same on every rank: the state saved by rank 0 names every slice's sample count."""
+        if self.slices or state.get("slices"):
+            if state["seed"] != self.seed or state.get("slices") != self.slices:
+                raise ValueError(f"data position belongs to another data order (seed {state['seed']}, slices "
+                                 f"{state.get('slices')}; now seed {self.seed}, slices {self.slices})")
+        elif state["seed"] != self.seed or state["num_samples"] != self.num_samples:
             raise ValueError(
                 f"data position belongs to another data order (seed {state['seed']}, "
                 f"{state['num_samples']} samples; now seed {self.seed}, {self.num_samples} samples)")

@@ -59,13 +59,17 @@ def broadcast_from_lead(env: DistEnv, value):
     return box[0]
 
 
-def all_hosts(env: DistEnv) -> list[str]:
-    host = socket.gethostname()
+def all_gather(env: DistEnv, value) -> list:
+    """Every rank's value (any picklable object), in rank order."""
     if not env.distributed:
-        return [host]
-    hosts = [None] * env.world_size
-    dist.all_gather_object(hosts, host)
-    return sorted(set(hosts))
+        return [value]
+    values = [None] * env.world_size
+    dist.all_gather_object(values, value)
+    return values
+
+
+def all_hosts(env: DistEnv) -> list[str]:
+    return sorted(set(all_gather(env, socket.gethostname())))
 
 
 def all_reduce_sum(env: DistEnv, tensor: torch.Tensor) -> torch.Tensor:

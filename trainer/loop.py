@@ -26,7 +26,7 @@ from trainer import distributed, metrics
 from trainer.checkpoint import CheckpointError, release_group
 from trainer.checkpoint.policy import LoopCheckpoints, resume_run
 from trainer.config import Config, ConfigError
-from trainer.data import IGNORE, DataSet, GlobalSampler, load
+from trainer.data import IGNORE, DataGroups, DataSet, GlobalSampler, load
 from trainer.events import Recorder, new_attempt_id, run_id_for
 from trainer.model import GPT, count_params, device_name, flops_per_token, peak_flops
 from trainer.optim import LossScaler, build_lr_scheduler, build_optimizer
@@ -63,6 +63,7 @@ class Run:
     flops_per_token: float
     peak_flops: float
     global_batch: int  # packed samples per optimizer step, over all ranks
+    groups: DataGroups  # which ranks read the same data (per-node slices)
     resume_from: str | None = None
 
 
@@ -94,7 +95,7 @@ class StopSignals:
             signal.signal(s, handler)
 
 
-def build_state(cfg: Config, env: distributed.DistEnv, data: DataSet, global_batch: int) -> TrainState:
+def build_state(cfg: Config, env: distributed.DistEnv, data: DataSet, groups: DataGroups) -> TrainState:
     torch.manual_seed(cfg.train.seed)
     model = GPT(cfg.model, cfg.data.seq_len).to(env.device)
     wrapped = DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None) \
@@ -104,7 +105,7 @@ def build_state(cfg: Config, env: distributed.DistEnv, data: DataSet, global_bat
         model=wrapped, raw_model=model, optimizer=optimizer,
         lr_scheduler=build_lr_scheduler(optimizer, cfg.lr_scheduler, cfg.data.total_steps, cfg.adam.lr),
         grad_scaler=LossScaler(env.device.type, cfg.grad_scaler, enabled=cfg.model.dtype == "fp16"),
-        sampler=GlobalSampler(data.train.num_samples, cfg.train.seed),
+        sampler=GlobalSampler(data.train.num_samples, cfg.train.seed, groups.groups, groups.slices),
         config_digest=cfg.digest(),
     )
 
@@ -113,14 +114,21 @@ def start(cfg: Config, env: distributed.DistEnv) -> tuple[Run, TrainState]:
     out_dir = Path(cfg.train.out_dir)
     data = load(cfg.data)
     global_batch = cfg.data.micro_bsz * cfg.data.micro_num * env.world_size
-    if data.train.num_samples < global_batch:
+    groups = DataGroups.of(distributed.all_gather(env, (data.slice_label, data.train.num_samples)), env.rank)
+    if groups.slices:
+        smallest = min(groups.slices, key=groups.slices.__getitem__)
+        if groups.slices[smallest] < global_batch // groups.groups:
+            raise ConfigError(f"data.path: {cfg.data.path} batch {data.batch_label} slice {smallest} holds "
+                              f"{groups.slices[smallest]} packed samples, fewer than its share of one global batch "
+                              f"({global_batch // groups.groups})")
+    elif data.train.num_samples < global_batch:
         raise ConfigError(f"data.path: {cfg.data.path} batch {data.batch_label} holds {data.train.num_samples} "
                           f"packed samples, fewer than one global batch ({global_batch})")
     ids = distributed.broadcast_from_lead(env, (run_id_for(out_dir), new_attempt_id()) if env.is_lead else None)
     recorder = Recorder(out_dir, *ids, rank=env.rank, enabled=cfg.train.events or not env.is_lead)
     run = Run(cfg, env, data, recorder, out_dir, flops_per_token(cfg.model, cfg.data.seq_len),
-              peak_flops(env.device, cfg.model.dtype, cfg.train.peak_flops), global_batch)
-    return run, build_state(cfg, env, data, global_batch)
+              peak_flops(env.device, cfg.model.dtype, cfg.train.peak_flops), global_batch, groups)
+    return run, build_state(cfg, env, data, groups)
 
 
 def record_launch(run: Run, state: TrainState) -> None:
@@ -132,7 +140,8 @@ def record_launch(run: Run, state: TrainState) -> None:
         "launch", world_size=run.env.world_size, nodes=run.env.nodes, hosts=hosts,
         device=device_name(run.env.device), peak_flops=run.peak_flops, flops_per_token=run.flops_per_token,
         n_params=count_params(cfg.model)[0], config_digest=state.config_digest,
-        data_batch=run.data.batch_label, data_slice=run.data.slice_label, resume_from=run.resume_from,
+        data_batch=run.data.batch_label, resume_from=run.resume_from,
+        data_slice="; ".join(run.groups.slices) if run.groups.slices else run.data.slice_label,
         start_step=state.step, total_steps=cfg.data.total_steps, seq_len=cfg.data.seq_len,
         global_batch_tokens=run.global_batch * cfg.data.seq_len, dtype=cfg.model.dtype, out_dir=str(run.out_dir),
     )
@@ -149,7 +158,7 @@ def train_step(run: Run, state: TrainState, stop: StopSignals) -> dict:
     if state.step + 1 == cfg.debug.fail_at_step and cfg.debug.fail_rank in (-1, env.rank):
         raise RuntimeError(f"injected failure at step {state.step + 1} (debug.fail_at_step)")
     t0 = time.perf_counter()
-    ids = state.sampler.take(run.global_batch, env.rank, env.world_size)
+    ids = state.sampler.take(run.global_batch, run.groups.index, run.groups.size)
     if cfg.debug.record_sample_ids:
         _record_sample_ids(run, state.step + 1, ids)
     micro = [run.data.train.batch(ids[i:i + cfg.data.micro_bsz]) for i in range(0, len(ids), cfg.data.micro_bsz)]

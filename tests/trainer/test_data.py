@@ -1,10 +1,10 @@
-"""Packed samples, document boundaries and the world-size-independent sampler."""
+"""Packed samples, document boundaries, the world-size-independent sampler and per-node slices."""
 
 import numpy as np
 import pytest
 
-from trainer.config import DataConfig
-from trainer.data import IGNORE, GlobalSampler, load
+from trainer.config import ConfigError, DataConfig
+from trainer.data import IGNORE, DataGroups, GlobalSampler, load
 from trainer.prepare import EOS, prepare
 
 
@@ -85,3 +85,69 @@ def test_sampler_reports_exhaustion():
     assert sampler.remaining() == 2
     with pytest.raises(IndexError):
         sampler.take(8, 0, 1)
+
+
+# ---- per-node slices: ranks reading one slice form a group ------------------------------------
+
+def test_ranks_reading_one_slice_form_a_group():
+    reads = [("0", 50), ("0", 50), ("1", 37), ("1", 37)]  # two nodes of two ranks
+    assert [DataGroups.of(reads, rank) for rank in range(4)] == [
+        DataGroups(2, index, 2, {"0": 50, "1": 37}) for index in (0, 1, 0, 1)]
+    assert DataGroups.of([(None, 90)] * 3, 2) == DataGroups(1, 2, 3)
+    assert DataGroups.of([("1", 37)] * 2, 1) == DataGroups(1, 1, 2)  # one slice: as if the whole batch
+
+
+@pytest.mark.parametrize("reads, problem", [
+    ([("0", 50), (None, 90)], "set on ranks 0 but not on ranks 1"),
+    ([("0", 50), ("0", 50), ("1", 37)], "every slice needs as many ranks; ranks per slice: 0: 2, 1: 1"),
+    ([("0", 50), ("0", 49), ("1", 37), ("1", 37)], "slice 0 holds 50 packed samples on some ranks and 49"),
+])
+def test_a_slice_layout_the_ranks_cannot_share_is_a_config_error(reads, problem):
+    with pytest.raises(ConfigError, match=problem):
+        DataGroups.of(reads, 0)
+
+
+def _sliced_run(slices: dict[str, int], ranks_per_slice: int, micro: int, steps: int | None, state=None):
+    """Every rank's sampler over `steps` steps (None: until the data runs out); its state at the end."""
+    reads = [(label, n) for label, n in slices.items() for _ in range(ranks_per_slice)]
+    world = len(reads)
+    samplers = []
+    for rank, (label, n) in enumerate(reads):
+        groups = DataGroups.of(reads, rank)
+        sampler = GlobalSampler(n, 3, groups.groups, groups.slices)
+        if state is not None:
+            sampler.load_state_dict(state)
+        samplers.append((label, groups, sampler))
+    taken = {label: [] for label in slices}
+    done = 0
+    while steps is None or done < steps:
+        another_step = {sampler.remaining() >= micro * world for _, _, sampler in samplers}
+        assert len(another_step) == 1  # every rank takes the same decision: none waits for the others
+        if not another_step.pop():
+            break
+        for label, groups, sampler in samplers:
+            taken[label] += sampler.take(micro * world, groups.index, groups.size).tolist()
+        done += 1
+    return taken, done, samplers[0][2].state_dict()
+
+
+def test_each_slice_is_drawn_from_its_own_order_and_every_node_stops_at_the_same_step():
+    slices = {"0": 50, "1": 37}
+    taken, steps, _ = _sliced_run(slices, ranks_per_slice=2, micro=2, steps=None)
+    assert steps == 37 // 4  # a share of 4 per step and slice: the smaller slice ends the run for both
+    for label, n in slices.items():
+        assert len(taken[label]) == len(set(taken[label])) == 4 * steps
+        assert taken[label] == GlobalSampler(n, 3).order[:4 * steps].tolist()
+
+
+def test_a_sliced_data_position_resumes_exactly_and_only_on_the_same_slices():
+    slices = {"0": 50, "1": 37}
+    whole, _, _ = _sliced_run(slices, 2, 2, steps=7)
+    first, _, state = _sliced_run(slices, 2, 2, steps=3)
+    assert state["slices"] == slices
+    rest, _, _ = _sliced_run(slices, 2, 2, steps=4, state=state)
+    assert {label: first[label] + rest[label] for label in slices} == whole
+    with pytest.raises(ValueError, match="another data order"):
+        GlobalSampler(50, 3, 2, {"0": 50, "2": 41}).load_state_dict(state)
+    with pytest.raises(ValueError, match="another data order"):
+        GlobalSampler(50, 3).load_state_dict(state)

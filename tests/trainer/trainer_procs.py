@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +41,45 @@ def run_train(data: Path, out_dir: Path, *overrides: str, nproc: int | None = No
               timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(train_cmd(data, out_dir, *overrides, nproc=nproc), env=env(), cwd=REPO,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def run_nodes(data: Path, out_dir: Path, *overrides: str, per_node: list[tuple[str, ...]],
+              timeout: float = 120) -> list[subprocess.CompletedProcess]:
+    """One training job over len(per_node) "nodes" on this machine: a real `torchrun` per node
+    (one process each, static rendezvous on loopback), node k given `per_node[k]` on top."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = [subprocess.Popen([TORCHRUN, "--nnodes", str(len(per_node)), "--node-rank", str(k), "--nproc-per-node", "1",
+                               "--master-addr", "127.0.0.1", "--master-port", str(port),
+                               *train_cmd(data, out_dir, *overrides, *extra)[1:]],
+                              env=env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for k, extra in enumerate(per_node)]
+    results = []
+    for proc in procs:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for p in procs:  # a hung job must not outlive the test
+                _kill_tree(p.pid)
+            raise
+        results.append(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr))
+    return results
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL a process and its descendants (torchrun starts its workers in sessions of their
+    own, and a worker stuck in a collective ignores SIGTERM)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    try:
+        os.kill(pid, signal.SIGKILL)  # first, so that it starts nothing new
+    except ProcessLookupError:
+        pass
+    for child in children:
+        _kill_tree(int(child))
 
 
 def read_events(path: Path) -> list[dict]:
