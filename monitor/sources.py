@@ -118,7 +118,8 @@ def read_batch(fd: int, offset: int, max_bytes: int, tail_hash_at_offset: str) -
     no longer those already read (truncated or rewritten in place).
 
     The check, the lines and the new hashes all come from ONE read: a copy-truncate landing
-    while a batch is parsed must not leave the file's new content hashed as the old's."""
+    while a batch is parsed must not leave the file's new content hashed as the old's. (A
+    single line longer than `max_bytes` is the exception: it is found by further reads.)"""
     start = 0 if offset < HEAD_BYTES else offset - TAIL_BYTES
     data = os.pread(fd, offset - start + max_bytes, start)
     if offset and digest(data[max(0, offset - TAIL_BYTES) - start:offset - start]) != tail_hash_at_offset:

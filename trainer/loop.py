@@ -95,7 +95,7 @@ class StopSignals:
             signal.signal(s, handler)
 
 
-def build_state(cfg: Config, env: distributed.DistEnv, data: DataSet, groups: DataGroups) -> TrainState:
+def build_state(cfg: Config, env: distributed.DistEnv, sampler: GlobalSampler) -> TrainState:
     torch.manual_seed(cfg.train.seed)
     model = GPT(cfg.model, cfg.data.seq_len).to(env.device)
     wrapped = DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None) \
@@ -105,7 +105,7 @@ def build_state(cfg: Config, env: distributed.DistEnv, data: DataSet, groups: Da
         model=wrapped, raw_model=model, optimizer=optimizer,
         lr_scheduler=build_lr_scheduler(optimizer, cfg.lr_scheduler, cfg.data.total_steps, cfg.adam.lr),
         grad_scaler=LossScaler(env.device.type, cfg.grad_scaler, enabled=cfg.model.dtype == "fp16"),
-        sampler=GlobalSampler(data.train.num_samples, cfg.train.seed, groups.groups, groups.slices),
+        sampler=sampler,
         config_digest=cfg.digest(),
     )
 
@@ -115,20 +115,19 @@ def start(cfg: Config, env: distributed.DistEnv) -> tuple[Run, TrainState]:
     data = load(cfg.data)
     global_batch = cfg.data.micro_bsz * cfg.data.micro_num * env.world_size
     groups = DataGroups.of(distributed.all_gather(env, (data.slice_label, data.train.num_samples)), env.rank)
-    if groups.slices:
-        smallest = min(groups.slices, key=groups.slices.__getitem__)
-        if groups.slices[smallest] < global_batch // groups.groups:
-            raise ConfigError(f"data.path: {cfg.data.path} batch {data.batch_label} slice {smallest} holds "
-                              f"{groups.slices[smallest]} packed samples, fewer than its share of one global batch "
-                              f"({global_batch // groups.groups})")
-    elif data.train.num_samples < global_batch:
-        raise ConfigError(f"data.path: {cfg.data.path} batch {data.batch_label} holds {data.train.num_samples} "
-                          f"packed samples, fewer than one global batch ({global_batch})")
+    sampler = GlobalSampler(data.train.num_samples, cfg.train.seed, groups.groups, groups.slices)
+    if sampler.remaining() < global_batch:
+        where, share = f"batch {data.batch_label}", "one global batch"
+        if groups.slices:
+            where += f" slice {min(groups.slices, key=groups.slices.__getitem__)}"
+            share = f"its share of {share}"
+        raise ConfigError(f"data.path: {cfg.data.path} {where} holds {sampler.limit} packed samples, "
+                          f"fewer than {share} ({global_batch // groups.groups})")
     ids = distributed.broadcast_from_lead(env, (run_id_for(out_dir), new_attempt_id()) if env.is_lead else None)
     recorder = Recorder(out_dir, *ids, rank=env.rank, enabled=cfg.train.events or not env.is_lead)
     run = Run(cfg, env, data, recorder, out_dir, flops_per_token(cfg.model, cfg.data.seq_len),
               peak_flops(env.device, cfg.model.dtype, cfg.train.peak_flops), global_batch, groups)
-    return run, build_state(cfg, env, data, groups)
+    return run, build_state(cfg, env, sampler)
 
 
 def record_launch(run: Run, state: TrainState) -> None:
