@@ -24,29 +24,31 @@ import gc
 import inspect
 import logging
 import os
-import socket
 import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from monitor.descriptors import Descriptors
 from monitor.escape import example
 from monitor.live import LiveRuns
-from monitor.models import SourceFile
+from monitor.models import SourceStatus
 from monitor.new_files import NewFiles
 from monitor.parsers import BadLine, Parser, by_name, sniff
-from monitor.rotation import FOLLOWED, Rotation
+from monitor.rotation import Rotation
+from monitor.sharing import SharedTransactions
 from monitor.sources import (HEAD_BYTES, MAX_LINE_BYTES, RESCAN, Batch, ChangeFeed, Targets, TooLong, digest,
-                             file_clock, head_hash, head_lines, open_file, read_batch, tail_hash)
-from monitor.store import insert_records, update_source
+                             file_clock, head_hash, head_lines, read_batch, tail_hash)
+from monitor.store import insert_records, this_host
+from monitor.store.sources import followed_offsets, followed_row, forget_unreadable, update_source
 
 log = logging.getLogger("trainledger.intake")
-_SOURCES = SourceFile.__table__
+FLUSHED = (SourceStatus.ACTIVE, SourceStatus.ROTATED, SourceStatus.DELETED)
+"""Statuses whose parser's buffered lines (a traceback) are stored when the file goes idle."""
 
 
 @contextmanager
@@ -65,33 +67,38 @@ def _collector_paused() -> Iterator[None]:
 
 @dataclass
 class Tail:
-    """A followed file: its open descriptor and everything its row says, as last committed."""
+    """A followed file: its descriptor and everything its row says, as last read or written."""
 
     row: dict[str, Any]
     path: str
-    fd: int
+    fd: int | None
+    """None: closed while idle (monitor/descriptors.py), reopened by its path when it changes."""
     parser: Parser | None = None
     size: int = -1
     mtime_ns: int = -1
     last_growth: float = field(default_factory=time.monotonic)
     flushed: bool = True
+    current_in: int = -1
+    """The shared transaction in which the row was last read from (or written to) the store."""
 
     @property
     def key(self) -> tuple[int, int]:
         return self.row["device"], self.row["inode"]
 
 
-class Intake(NewFiles, Rotation):
+class Intake(NewFiles, Rotation, SharedTransactions, Descriptors):
     """Brings files into the store. `ingest` once, or `watch` until stopped."""
 
     def __init__(self, engine: Engine, *, format: str | type[Parser] | None = None, host: str | None = None,
                  batch_bytes: int = 1 << 20, idle_flush_s: float = 5.0,
                  on_bytes: Callable[[int], None] | None = None, live: LiveRuns | None = None,
-                 live_tick_s: float = 5.0, linger_s: float = 300.0) -> None:
+                 live_tick_s: float = 5.0, linger_s: float = 300.0, max_open: int | None = None) -> None:
         self.engine = engine
         self.format = by_name(format) if isinstance(format, str) else format
         """Every new file is read as this format; None: sniffed per file."""
-        self.host = host if host is not None else socket.gethostname()
+        self.host = host if host is not None else this_host()
+        """Whose files these are: the store keeps each host's files apart (and parsers date
+        records that name no host with it)."""
         self.batch_bytes = batch_bytes
         self.idle_flush_s = idle_flush_s
         self.on_bytes = on_bytes
@@ -107,23 +114,23 @@ class Intake(NewFiles, Rotation):
         self._by_path: dict[str, Tail] = {}
         self._waiting: dict[tuple[int, int], tuple[float, int]] = {}
         self._stop = threading.Event()
+        SharedTransactions.__init__(self)
+        Descriptors.__init__(self, max_open)
 
     # ---- entry points -------------------------------------------------------------------
     def ingest(self, targets: Targets) -> None:
         """Everything the targets hold now, to the end of each file (buffered records flushed)."""
         self.targets = targets
         try:
-            self._reconcile()
-            for path in targets.files():
-                self.sync(path, final=True)
-                if (tail := self._by_path.get(os.path.abspath(path))) is not None:
-                    self._close(tail)  # done with it: a folder of thousands of logs needs no more descriptors
+            self._retrying(self._reconcile)
+            self._retrying(self._sync_all, targets.files(), True)
         finally:
             self.close()
 
     def watch(self, targets: Targets, stop: threading.Event, poll_s: float = 2.0) -> None:
         """Follow the targets until `stop` is set; a failing database is retried, not fatal."""
         self.targets, self._stop, self._following = targets, stop, True
+        self._use_more_descriptors()
         feed = ChangeFeed(targets)
         feed.start()  # before catching up, so no change falls between the two
         try:
@@ -135,16 +142,12 @@ class Intake(NewFiles, Rotation):
                 if time.monotonic() >= next_scan or RESCAN in paths:
                     paths = set(targets.files()) | set(self._by_path)
                     next_scan = time.monotonic() + poll_s
-                for path in sorted(paths):
-                    if stop.is_set():
-                        break
-                    if path == RESCAN or not (path in self._by_path or targets.matches(path)):
-                        continue
-                    self._safely(self.sync, path)
+                self._safely(self._sync_all, sorted(path for path in paths if path != RESCAN and (
+                    path in self._by_path or targets.matches(path))))
                 self._safely(self._flush_idle)
                 self._safely(self._linger)
                 if self.live is not None and time.monotonic() >= next_tick:
-                    self._safely(self.live.tick)  # a run gone silent turns stalled, then fault
+                    self._safely(self.live.tick, shared=False)  # a run gone silent turns stalled, then fault
                     next_tick = time.monotonic() + self.live_tick_s
                 paths = feed.changed(timeout=min(0.5, poll_s, self.live_tick_s))
         finally:
@@ -155,26 +158,45 @@ class Intake(NewFiles, Rotation):
         """Bytes the targets hold beyond what is stored (for a progress bar)."""
         total = 0
         with self.engine.connect() as conn:
-            for path in targets.files():
-                try:
-                    st = os.stat(path)
-                except OSError:
-                    continue
-                offset = conn.execute(select(_SOURCES.c.offset).where(
-                    _SOURCES.c.device == st.st_dev, _SOURCES.c.inode == st.st_ino,
-                    _SOURCES.c.status.in_(FOLLOWED))).scalar()
-                total += max(0, st.st_size - (offset or 0))
+            offsets = followed_offsets(conn, self.host)
+        for path in targets.files():
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            total += max(0, st.st_size - offsets.get((st.st_dev, st.st_ino), 0))
         return total
 
     def close(self) -> None:
         for tail in list(self._tails.values()):
             self._close(tail)
 
-    def _safely(self, action: Callable, *args: Any) -> None:
+    def _sync_all(self, paths: list[str], final: bool = False) -> None:
+        """Sync these paths in shared transactions (thousands of small files: not one commit
+        each); a file that cannot be read is logged and skipped, the others go on."""
+        with self._sharing():
+            for path in paths:
+                if self._stop.is_set():
+                    break
+                try:
+                    self.sync(path, final=final)
+                except OSError as exc:
+                    log.error("%s (will retry)", exc)
+                    if (tail := self._by_path.get(os.path.abspath(path))) is not None:
+                        self._close(tail)
+                if final and (tail := self._by_path.get(os.path.abspath(path))) is not None:
+                    self._release(tail)  # read to its end: no descriptor needed any more
+
+    def _safely(self, action: Callable, *args: Any, shared: bool = True) -> None:
         """The daemon's guard: an unreachable store or an unreadable file is logged, then
-        retried on the next change or rescan; what was committed says where to resume."""
+        retried on the next change or rescan; what was committed says where to resume. The
+        intake's own actions (`shared`) store in shared transactions."""
         try:
-            action(*args)
+            if shared:
+                with self._sharing():
+                    action(*args)
+            else:
+                action(*args)
         except SQLAlchemyError as exc:
             log.error("store error (will retry): %s", str(getattr(exc, "orig", None) or exc).splitlines()[0])
             self.close()
@@ -211,18 +233,19 @@ class Intake(NewFiles, Rotation):
         self._advance(tail, final)
 
     def _open(self, path: str, final: bool) -> Tail | None:
-        opened = open_file(path)
+        opened = self._open_file(path)
         if opened is None:
             return None
         fd, st = opened
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(_SOURCES).where(
-                _SOURCES.c.device == st.st_dev, _SOURCES.c.inode == st.st_ino,
-                _SOURCES.c.status.in_(FOLLOWED)).order_by(_SOURCES.c.id)).mappings().all()
-        for row in rows:
+        with self._store() as conn:
+            row = followed_row(conn, self.host, st.st_dev, st.st_ino)
+            if row is not None and row["status"] == SourceStatus.UNREADABLE:
+                forget_unreadable(conn, self.host, st.st_dev, st.st_ino)
+                row = None
+        if row is not None:
             if self._unchanged(fd, st.st_size, row):
-                return self._track(dict(row), path, fd)
-            self._content_lost(dict(row), "truncated")
+                return self._track(row, path, fd)
+            self._content_lost(row, SourceStatus.TRUNCATED)
         row = self._new_row(path, fd, st, final)
         if row is None:
             os.close(fd)
@@ -230,9 +253,10 @@ class Intake(NewFiles, Rotation):
         return self._track(row, path, fd)
 
     def _track(self, row: dict[str, Any], path: str, fd: int) -> Tail:
-        tail = Tail(row=row, path=path, fd=fd, parser=self._parser(row))
+        tail = Tail(row=row, path=path, fd=fd, parser=self._parser(row), current_in=self._shared_number)
         self._tails[tail.key] = tail
         self._by_path[path] = tail
+        self._opened(tail)
         return tail
 
     def _parser(self, row: dict[str, Any]) -> Parser | None:
@@ -256,13 +280,17 @@ class Intake(NewFiles, Rotation):
 
     # ---- reading --------------------------------------------------------------------------
     def _advance(self, tail: Tail, final: bool) -> None:
-        if tail.row["status"] == "copy":
+        if tail.row["status"] == SourceStatus.COPY:
             return  # held until its original is truncated
-        st = os.fstat(tail.fd)
+        st = self._current_stat(tail, final)
+        if st is None:
+            return
         grew = (st.st_size, st.st_mtime_ns) != (tail.size, tail.mtime_ns)
         tail.size, tail.mtime_ns = st.st_size, st.st_mtime_ns
         if grew:
             tail.last_growth, tail.flushed = time.monotonic(), False
+            if tail.current_in != self._shared_number and not self._reread(tail):
+                return  # another writer of this host retired it
         if tail.parser is None:
             if grew or final:
                 self._resniff(tail, final)
@@ -278,7 +306,10 @@ class Intake(NewFiles, Rotation):
             if not batch.lines:
                 break
             consumed = batch.end - tail.row["offset"]
-            self._commit(tail, batch)
+            if not self._commit(tail, batch):
+                if self._tails.get(tail.key) is not tail:
+                    return  # the row was retired by another writer
+                continue  # another writer stored these lines first: on from where it stopped
             if self.on_bytes:
                 self.on_bytes(consumed)
         if final and not self._stop.is_set():
@@ -287,42 +318,49 @@ class Intake(NewFiles, Rotation):
     def _start_over(self, tail: Tail, final: bool) -> None:
         """The bytes read from this file are gone: its copy (if any) goes on, the file is new."""
         path = tail.path
-        self._content_lost(tail.row, "truncated")
+        self._content_lost(tail.row, SourceStatus.TRUNCATED)
         self.sync(path, final=final)
 
     def _flush(self, tail: Tail) -> None:
-        if not tail.flushed and tail.parser is not None and tail.row["status"] in ("active", "rotated", "deleted"):
+        if not tail.flushed and tail.parser is not None and tail.row["status"] in FLUSHED:
             self._commit(tail, None)
         tail.flushed = True
 
     def _flush_idle(self) -> None:
         now = time.monotonic()
-        for tail in list(self._tails.values()):
-            if not tail.flushed and now - tail.last_growth >= self.idle_flush_s:
-                self._flush(tail)
+        with self._sharing():
+            for tail in list(self._tails.values()):
+                if not tail.flushed and now - tail.last_growth >= self.idle_flush_s:
+                    self._flush(tail)
 
     def _resniff(self, tail: Tail, final: bool) -> None:
         lines, complete = head_lines(tail.fd)
         parser = sniff(lines)
         if parser is None:
             return
-        log.info("%s: recognised as %s after all", tail.path, parser.name)
-        values = dict(parser=parser.name, status="active", bad_lines=0, first_bad_line=None,
+        values = dict(parser=parser.name, status=SourceStatus.ACTIVE, bad_lines=0, first_bad_line=None,
                       first_bad_reason=None, first_bad_example=None, updated=time.time(),
                       **self._carried_over(parser, tail.row["run"]))
-        with self.engine.begin() as conn:
-            update_source(conn, tail.row["id"], **values)
-        tail.row.update(values)
+        self._save(tail.row)
+        with self._store() as conn:
+            version = update_source(conn, tail.row["id"], expected_version=tail.row["version"], **values)
+        if version is None:
+            if self._reread(tail):
+                self._advance(tail, final)
+            return
+        log.info("%s: recognised as %s after all", tail.path, parser.name)
+        tail.row.update(values, version=version)
         tail.parser = self._parser(tail.row)
         self._advance(tail, final)
 
-    def _commit(self, tail: Tail, batch: Batch | None) -> None:
+    def _commit(self, tail: Tail, batch: Batch | None) -> bool:
         """Parse the batch's lines (None: flush the parser) and store their records with the new
-        offset, in one transaction."""
+        offset, in one transaction; False when another writer had moved the file's row on
+        (nothing stored: the tail is re-read from the store)."""
         with _collector_paused():
-            self._parse_and_store(tail, batch)
+            return self._parse_and_store(tail, batch)
 
-    def _parse_and_store(self, tail: Tail, batch: Batch | None) -> None:
+    def _parse_and_store(self, tail: Tail, batch: Batch | None) -> bool:
         row, parser = tail.row, tail.parser
         records, bad = [], []
         lineno = row["lines"]
@@ -356,22 +394,31 @@ class Intake(NewFiles, Rotation):
         if bad:
             values["bad_lines"] = row["bad_lines"] + len(bad)
             if row["first_bad_line"] is None:
-                lineno_, reason, raw = bad[0]
-                values.update(first_bad_line=lineno_, first_bad_reason=example(reason), first_bad_example=example(raw))
-                log.warning("%s:%d: bad line skipped (%s); `trainledger status` counts them",
-                            tail.path, lineno_, example(reason))
+                values.update(first_bad_line=bad[0][0], first_bad_reason=example(bad[0][1]),
+                              first_bad_example=example(bad[0][2]))
         if records:
             values["last_record_ts"] = max(r.ts for r in records)
+        self._save(row)
         try:
-            with self.engine.begin() as conn:
-                insert_records(conn, records, source_id=row["id"], first_seq=row["records"])
-                update_source(conn, row["id"], **values)
+            with self._store() as conn:  # the swap first: a writer that lost it inserts nothing
+                version = update_source(conn, row["id"], expected_version=row["version"], **values)
+                if version is not None:
+                    insert_records(conn, records, source_id=row["id"], first_seq=row["records"])
         except BaseException:
             tail.parser = self._parser(row)  # back to the state committed with the offset
             raise
-        row.update(values)
-        if self.live is not None and records:
-            self._classify(records)
+        if version is None:
+            log.debug("%s: another writer stored these lines first", tail.path)
+            self._reread(tail)
+            return False
+        if "first_bad_line" in values:
+            log.warning("%s:%d: bad line skipped (%s); `trainledger status` counts them",
+                        tail.path, values["first_bad_line"], values["first_bad_reason"])
+        consumed = batch.end - row["offset"] if batch else 0
+        row.update(values, version=version)
+        tail.current_in = self._shared_number
+        self._stored(consumed, records)
+        return True
 
     def _classify(self, records: list) -> None:
         """Hand the committed batch to the live accounting; its failure never undoes the intake."""
@@ -390,7 +437,4 @@ class Intake(NewFiles, Rotation):
             del self._tails[tail.key]
         if self._by_path.get(tail.path) is tail:
             del self._by_path[tail.path]
-        try:
-            os.close(tail.fd)
-        except OSError:
-            pass
+        self._release(tail)

@@ -13,9 +13,10 @@ traceable to the bytes it came from.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any, Optional
 
-from sqlalchemy import JSON, BigInteger, Column, Index, Text
+from sqlalchemy import JSON, BigInteger, Column, Index, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -96,17 +97,57 @@ class Event(SQLModel, table=True):
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
 
 
+class SourceStatus(StrEnum):
+    """Where a source file's row stands: the one list of statuses `source_files.status` holds."""
+
+    ACTIVE = "active"
+    """Followed and read as it grows."""
+    UNKNOWN_FORMAT = "unknown_format"
+    """Followed, not read: no parser recognised its first lines (yet)."""
+    COPY = "copy"
+    """A copy made by copy-truncate, read once its original is truncated."""
+    ROTATED = "rotated"
+    """Renamed away; read to its end (and on, while its writer may still hold it)."""
+    UNREADABLE = "unreadable"
+    """Matched, but could not be opened (permissions, the open-file limit): said, retried."""
+    TRUNCATED = "truncated"
+    """Its bytes after the offset are gone (copy-truncate, a rewrite): read no more."""
+    REPLACED = "replaced"
+    """Another row took over its file."""
+    DELETED = "deleted"
+    """Deleted; drained through the descriptor that was open."""
+
+
+FOLLOWED_STATUSES = (SourceStatus.ACTIVE, SourceStatus.UNKNOWN_FORMAT, SourceStatus.COPY, SourceStatus.ROTATED,
+                     SourceStatus.UNREADABLE)
+"""Statuses whose row still describes the file at (host, device, inode): at most one row each."""
+_ONE_FOLLOWED_ROW = text("status IN ({})".format(", ".join(f"'{status}'" for status in FOLLOWED_STATUSES)))
+
+
 class SourceFile(SQLModel, table=True):
     """One log file followed by the intake: its identity, how far it is read, its parser state.
 
-    The identity is (device, inode) plus a hash of the first `head_len` bytes, so that a
-    file replaced under the same name or a reused inode is never mistaken for the old one.
-    `offset`, `lines` and `parser_state` are only ever changed in the transaction that
-    inserts the records they produced: that is the exactly-once guarantee.
+    The identity is the host that reads it, its (device, inode) and a hash of its first
+    `head_len` bytes, so that a file replaced under the same name or a reused inode is never
+    mistaken for the old one, and two nodes' files never for each other. `offset`, `lines` and
+    `parser_state` are only ever changed in the transaction that inserts the records they
+    produced, and only if `version` is still the one the writer read (a compare-and-swap):
+    that is the exactly-once guarantee, for any number of writers.
     """
 
     __tablename__ = "source_files"
+    __table_args__ = (
+        Index("ix_source_files_identity", "host", "device", "inode"),
+        Index("uq_source_files_followed", "host", "device", "inode", unique=True,
+              sqlite_where=_ONE_FOLLOWED_ROW, postgresql_where=_ONE_FOLLOWED_ROW),
+        Index("ix_source_files_head", "host", "head_len", "head_hash"),
+        Index("ix_source_files_run", "host", "run", "parser"),
+    )
     id: Optional[int] = Field(default=None, primary_key=True)
+    host: str = ""
+    """The node whose files these are (`TRAINLEDGER_HOST`, else the host name)."""
+    version: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    """Bumped by every write of the row; a writer's update names the version it read."""
     path: str = Field(sa_column=Column(Text, nullable=False, index=True))
     device: int = Field(sa_column=Column(BigInteger, nullable=False))
     inode: int = Field(sa_column=Column(BigInteger, nullable=False))
@@ -122,9 +163,8 @@ class SourceFile(SQLModel, table=True):
     parser_state: Optional[dict[str, Any]] = Field(default=None, sa_column=Column(JSONType))
     run: str = ""
     attempt_prefix: str = ""
-    status: str = "active"
-    """active | unknown_format | copy (a copy-truncate copy, read once its original is
-    truncated) | rotated (renamed away, drained) | truncated | replaced | deleted."""
+    status: str = SourceStatus.ACTIVE
+    """A `SourceStatus`."""
     copy_of: Optional[int] = None
     """For a copy made by copy-truncate: the source it continues."""
     bad_lines: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))

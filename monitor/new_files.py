@@ -11,16 +11,13 @@ import os
 import time
 from typing import Any
 
-from sqlalchemy import select
-
 from monitor.escape import example
-from monitor.models import SourceFile
+from monitor.models import SourceStatus
 from monitor.parsers import Parser, registry, sniff
 from monitor.sources import head_lines, run_name
-from monitor.store import add_source, update_source
+from monitor.store.sources import add_source, followed_row, last_parser_state, new_source_row, update_source
 
 log = logging.getLogger("trainledger.intake")
-_SOURCES = SourceFile.__table__
 COPY_WAIT_S = 30.0
 """How long a file that starts like a known one but is still shorter may be a copy in progress."""
 
@@ -39,13 +36,13 @@ class NewFiles:
         if origin == "wait":
             return None
         now = time.time()
-        base = dict(path=path, device=st.st_dev, inode=st.st_ino, head_len=0, head_hash="", offset=0,
-                    tail_hash="", size=st.st_size, lines=0, records=0, status="active", bad_lines=0,
+        base = dict(host=self.host, path=path, device=st.st_dev, inode=st.st_ino, head_len=0, head_hash="", offset=0,
+                    tail_hash="", size=st.st_size, lines=0, records=0, status=SourceStatus.ACTIVE, bad_lines=0,
                     first_seen=now, updated=now, first_mtime=st.st_mtime, first_size=st.st_size)
         if origin is not None:  # a copy-truncate copy: it continues the original's reading
             values = dict(base, **{k: origin[k] for k in ("head_len", "head_hash", "offset", "tail_hash", "lines",
                                                           "parser", "parser_state", "run", "attempt_prefix")},
-                          status="copy" if origin["status"] == "active" else "active",
+                          status=SourceStatus.COPY if origin["status"] == SourceStatus.ACTIVE else SourceStatus.ACTIVE,
                           copy_of=origin["id"])
             log.info("%s: a copy of %s, read from byte %d on", path, origin["path"], origin["offset"])
         else:
@@ -62,28 +59,30 @@ class NewFiles:
             else:
                 values.update(self._carried_over(parser, values["run"]))
         self._waiting.pop(key, None)
-        with self.engine.begin() as conn:
+        with self._store() as conn:
             values["id"] = add_source(conn, **values)
+            if values["id"] is None:  # another writer made this file's row first: go on from it
+                return followed_row(conn, self.host, st.st_dev, st.st_ino)
+            values["version"] = 0
             if not values["attempt_prefix"]:
                 values["attempt_prefix"] = f"{os.path.basename(path)}:{values['id']}"
-                update_source(conn, values["id"], attempt_prefix=values["attempt_prefix"])
-        row = {column.name: None for column in _SOURCES.columns}
+                values["version"] = update_source(conn, values["id"], attempt_prefix=values["attempt_prefix"])
+        row = new_source_row()
         row.update(values)
+        self._save(row, made=True)
         return row
 
     def _carried_over(self, parser: type[Parser], run: str) -> dict[str, Any]:
         """The parser state and attempt names a new file takes over from the run's last file in
         its format, where the format says so (`Parser.carried_over`); else nothing."""
-        with self.engine.connect() as conn:
-            last = conn.execute(select(_SOURCES.c.parser_state, _SOURCES.c.attempt_prefix).where(
-                _SOURCES.c.parser == parser.name, _SOURCES.c.run == run, _SOURCES.c.parser_state.is_not(None))
-                .order_by(_SOURCES.c.id.desc()).limit(1)).first()
-        state = parser.carried_over(last.parser_state) if last is not None else None
-        return {} if state is None else {"parser_state": state, "attempt_prefix": last.attempt_prefix}
+        with self._store() as conn:
+            last = last_parser_state(conn, self.host, parser.name, run)
+        state = parser.carried_over(last[0]) if last is not None else None
+        return {} if state is None else {"parser_state": state, "attempt_prefix": last[1]}
 
     def _unknown_format(self, lines: list[str]) -> dict[str, Any]:
         first = next((line for line in lines if line.strip()), "")
         known = ", ".join(p.name for p in registry())
-        return dict(status="unknown_format", bad_lines=len(lines), first_bad_line=1,
+        return dict(status=SourceStatus.UNKNOWN_FORMAT, bad_lines=len(lines), first_bad_line=1,
                     first_bad_reason=f"unknown log format (known: {known}; choose one with --format)",
                     first_bad_example=example(first))

@@ -12,19 +12,15 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
-from monitor.models import SourceFile
-from monitor.sources import head_hash, open_file, same_file_in, siblings, tail_hash
-from monitor.store import update_source
+from monitor.models import SourceStatus
+from monitor.sources import HEAD_BYTES, head_hash, same_file_in, siblings, tail_hash
+from monitor.store.sources import (copy_candidates, followed_row, held_copies, rows_with_status, source_row,
+                                   update_source)
 
 if TYPE_CHECKING:
     from monitor.intake import Tail
 
 log = logging.getLogger("trainledger.intake")
-_SOURCES = SourceFile.__table__
-FOLLOWED = ("active", "unknown_format", "copy", "rotated")
-"""Statuses whose row still describes the file at (device, inode)."""
 
 
 class Rotation:
@@ -33,20 +29,15 @@ class Rotation:
     def _copied_from(self, path: str, fd: int, st: os.stat_result, patience: bool) -> dict[str, Any] | str | None:
         """The row of the file this one is a copy of (same head, same bytes before its offset),
         "wait" while it may still be being copied, or None for a genuinely new file."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(_SOURCES).where(
-                _SOURCES.c.head_len > 0, _SOURCES.c.parser.is_not(None),
-                _SOURCES.c.status.in_(("active", "rotated", "truncated", "replaced")),
-                ~((_SOURCES.c.device == st.st_dev) & (_SOURCES.c.inode == st.st_ino)),
-            ).order_by(_SOURCES.c.id.desc())).mappings().all()
-        heads: dict[int, str] = {}
-        folder = os.path.dirname(path)
+        head_len = min(st.st_size, HEAD_BYTES)
+        heads: dict[int, str] = {head_len: head_hash(fd, head_len)}
+        with self._store() as conn:  # copy-truncate leaves its copy beside the original
+            rows = copy_candidates(conn, self.host, st.st_dev, st.st_ino, os.path.dirname(path), head_len,
+                                   heads[head_len])
         for row in rows:
-            if os.path.dirname(row["path"]) != folder:
-                continue  # copy-truncate leaves its copy beside the original
             if st.st_size < row["head_len"]:  # too short to tell by hash: compare with the original
                 original = self._tails.get((row["device"], row["inode"]))
-                if (patience and original is not None and st.st_size > 0
+                if (patience and original is not None and original.fd is not None and st.st_size > 0
                         and os.pread(original.fd, st.st_size, 0) == os.pread(fd, st.st_size, 0)):
                     return "wait"
                 continue
@@ -70,20 +61,24 @@ class Rotation:
             self._by_path[moved_to] = tail
             self._advance(tail, final=False)
             return
-        if tail.row["status"] == "copy":
+        if tail.row["status"] == SourceStatus.COPY:
+            self._close(tail)
+            return
+        if tail.fd is None and not (moved_to and self._reopen(tail, moved_to)):
+            self._retire(tail.row, SourceStatus.DELETED)  # went while closed (idle, read to its end)
             self._close(tail)
             return
         unchanged = self._unchanged(tail.fd, os.fstat(tail.fd).st_size, tail.row)
         if unchanged and self._following and not self._stop.is_set():
             tail.path = moved_to or tail.path
-            self._start_lingering(tail, "rotated" if moved_to else "deleted")
+            self._start_lingering(tail, SourceStatus.ROTATED if moved_to else SourceStatus.DELETED)
             return
         if unchanged:
             self._advance(tail, final=True)  # drain what it still holds, through our descriptor
             if not self._stop.is_set():  # stopped midway: the next start drains the rest
-                self._retire(tail.row, "rotated" if moved_to else "deleted")
+                self._retire(tail.row, SourceStatus.ROTATED if moved_to else SourceStatus.DELETED)
         else:
-            self._content_lost(tail.row, "truncated")
+            self._content_lost(tail.row, SourceStatus.TRUNCATED)
         self._close(tail)
 
     def _start_lingering(self, tail: Tail, status: str) -> None:
@@ -111,15 +106,14 @@ class Rotation:
     def _resume_lingering(self) -> None:
         """At start: a file renamed away less than `linger_s` before the watcher stopped (or was
         killed) may still be written to: it lingers again, found by its inode in its folder."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(_SOURCES).where(
-                _SOURCES.c.status == "rotated", _SOURCES.c.parser.is_not(None),
-                _SOURCES.c.updated >= time.time() - self.linger_s)).mappings().all()
-        for row in map(dict, rows):
+        with self._store() as conn:
+            rows = rows_with_status(conn, self.host, (SourceStatus.ROTATED,), parsed=True,
+                                    updated_since=time.time() - self.linger_s)
+        for row in rows:
             path = same_file_in(os.path.dirname(row["path"]), row["device"], row["inode"])
             if path is None or (row["device"], row["inode"]) in self._tails or self.targets.matches(path):
                 continue  # gone, already held, or followed by its name anyway
-            opened = open_file(path)
+            opened = self._open_file(path)
             if opened is None:
                 continue
             fd, st = opened
@@ -130,18 +124,13 @@ class Rotation:
             self._by_path.pop(path, None)
             self._lingering[tail.key] = tail
 
-    def _content_lost(self, row: dict[str, Any], status: str) -> None:
+    def _content_lost(self, row: dict[str, Any], status: SourceStatus) -> None:
         """The bytes after this row's offset are gone from its file (copy-truncate, rewrite):
         hand its reading over to a copy of it, if there is one, and retire the row."""
         tail = self._tails.get((row["device"], row["inode"]))
         if tail is not None:
             self._close(tail)
-        with self.engine.begin() as conn:
-            held = conn.execute(select(_SOURCES.c.id, _SOURCES.c.path).where(
-                _SOURCES.c.copy_of == row["id"], _SOURCES.c.status == "copy")).all()
-            for copy_id, _ in held:
-                update_source(conn, copy_id, status="active", **self._continuation(row))
-            update_source(conn, row["id"], status=status, updated=time.time())
+        held = self._hand_over(row, status)
         for copy_id, copy_path in held:
             copy_tail = next((t for t in self._tails.values() if t.row["id"] == copy_id), None)
             if copy_tail is not None:
@@ -152,14 +141,12 @@ class Rotation:
             for path, st in siblings(os.path.dirname(row["path"])):
                 if (st.st_dev, st.st_ino) in self._tails or (st.st_dev, st.st_ino) == (row["device"], row["inode"]):
                     continue
-                opened = open_file(path)
+                opened = self._open_file(path)
                 if opened is None:
                     continue
                 fd, _ = opened
-                with self.engine.connect() as conn:
-                    known = conn.execute(select(_SOURCES.c.id).where(
-                        _SOURCES.c.device == st.st_dev, _SOURCES.c.inode == st.st_ino,
-                        _SOURCES.c.status.in_(FOLLOWED))).first()
+                with self._store() as conn:
+                    known = followed_row(conn, self.host, st.st_dev, st.st_ino)
                 is_copy = known is None and self._unchanged(fd, st.st_size, row)
                 os.close(fd)
                 if is_copy:
@@ -171,21 +158,31 @@ class Rotation:
     def _continuation(row: dict[str, Any]) -> dict[str, Any]:
         return {k: row[k] for k in ("offset", "tail_hash", "lines", "parser", "parser_state", "run", "attempt_prefix")}
 
-    def _retire(self, row: dict[str, Any], status: str) -> None:
-        with self.engine.begin() as conn:
-            held = conn.execute(select(_SOURCES.c.id).where(
-                _SOURCES.c.copy_of == row["id"], _SOURCES.c.status == "copy")).scalars().all()
-            for copy_id in held:  # nothing to add: the original was read to its end
-                update_source(conn, copy_id, status="active", **self._continuation(row))
-            update_source(conn, row["id"], status=status, updated=time.time())
+    def _retire(self, row: dict[str, Any], status: SourceStatus) -> None:
+        """The row no longer follows its file; a copy waiting for it goes on from where it
+        stopped (nothing to add: the original was read to its end)."""
+        self._hand_over(row, status)
+
+    def _hand_over(self, row: dict[str, Any], status: SourceStatus) -> list[tuple[int, str]]:
+        """Retire the row with `status` and activate its held copies from its offset, as the
+        store has it (another writer of this host may have read further than `row` says);
+        the copies, (id, path)."""
+        self._save(row)
+        with self._store() as conn:
+            fresh = source_row(conn, row["id"]) or row
+            row.update(fresh)
+            held = held_copies(conn, row["id"])
+            for copy_id, _ in held:
+                update_source(conn, copy_id, status=SourceStatus.ACTIVE, **self._continuation(row))
+            row["version"] = update_source(conn, row["id"], status=status, updated=time.time())
         row["status"] = status
+        return held
 
     def _reconcile(self) -> None:
         """At start: rows of followed paths whose file went away while we were not running."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(_SOURCES).where(_SOURCES.c.status.in_(("active", "unknown_format")))
-                                .order_by(_SOURCES.c.id)).mappings().all()
-        for row in map(dict, rows):
+        with self._store() as conn:
+            rows = rows_with_status(conn, self.host, (SourceStatus.ACTIVE, SourceStatus.UNKNOWN_FORMAT))
+        for row in rows:
             if not self.targets.matches(row["path"]):
                 continue
             try:
@@ -197,17 +194,17 @@ class Rotation:
             moved_to = same_file_in(os.path.dirname(row["path"]), row["device"], row["inode"])
             if moved_to and self.targets.matches(moved_to):
                 continue  # `sync` finds it by inode at its new name
-            if moved_to and (opened := open_file(moved_to)):
+            if moved_to and (opened := self._open_file(moved_to)):
                 tail = self._track(row, moved_to, opened[0])
                 self._by_path.pop(moved_to, None)
                 if self._unchanged(tail.fd, os.fstat(tail.fd).st_size, row):
                     if self._following and not self._stop.is_set():
-                        self._start_lingering(tail, "rotated")  # not closed, to be reopened at once
+                        self._start_lingering(tail, SourceStatus.ROTATED)  # not closed, to be reopened at once
                         continue
                     self._advance(tail, final=True)
                     if not self._stop.is_set():
-                        self._retire(tail.row, "rotated")
+                        self._retire(tail.row, SourceStatus.ROTATED)
                     self._close(tail)
                     continue
                 self._close(tail)
-            self._content_lost(row, "deleted")
+            self._content_lost(row, SourceStatus.DELETED)

@@ -299,11 +299,9 @@ def siblings(folder: str) -> list[tuple[str, os.stat_result]]:
 
 
 def open_file(path: str) -> tuple[int, os.stat_result] | None:
-    """A read-only descriptor on `path` and its stat, or None when it is not a readable file."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except OSError:
-        return None
+    """A read-only descriptor on `path` and its stat, or None when it is not a regular file.
+    Raises OSError when it cannot be opened."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)

@@ -9,13 +9,12 @@ from typing import Iterable
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from monitor.models import Attempt, Event, Run, SourceFile, StepMetric
+from monitor.models import Attempt, Event, Run, StepMetric
 from monitor.records import Record
 from monitor.store.rows import event_record, step_record
 
 _STEPS = StepMetric.__table__
 _EVENTS = Event.__table__
-_SOURCES = SourceFile.__table__
 
 
 @dataclass(frozen=True)
@@ -81,10 +80,3 @@ def count_records(engine: Engine, run: str | None = None) -> dict[str, int]:
         for kind, n in conn.execute(events):
             counts[kind] = n
     return counts
-
-
-def list_sources(engine: Engine) -> list[SourceFile]:
-    """Every source file the intake has seen, by path (what `trainledger status` shows)."""
-    with engine.connect() as conn:
-        rows = conn.execute(select(_SOURCES).order_by(_SOURCES.c.path, _SOURCES.c.id)).mappings().all()
-    return [SourceFile.model_validate(dict(row)) for row in rows]

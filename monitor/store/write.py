@@ -10,19 +10,18 @@ import sqlite3
 from itertools import chain
 from typing import Any, Iterable
 
-from sqlalchemy import case, insert, update
+from sqlalchemy import case
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
-from monitor.models import Attempt, Run, SourceFile
+from monitor.models import Attempt, Run
 from monitor.records import Record
 from monitor.store.engine import json_dumps as dumps
 from monitor.store.rows import EVENT_COLUMNS, STEP_COLUMNS, event_values, step_values
 
 _RUNS = Run.__table__
 _ATTEMPTS = Attempt.__table__
-_SOURCES = SourceFile.__table__
 _ROWS_PER_STATEMENT = 200
 _SQLITE_VARIABLES = 32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999
 """How many bound variables one SQLite statement takes (its compile-time default)."""
@@ -108,12 +107,3 @@ def _upsert_spans(conn: Connection, spans: dict[tuple[str, str], list[Any]]) -> 
         })
         for row in rows:  # a handful per batch: one statement each keeps both dialects simple
             conn.execute(stmt, row)
-
-
-def add_source(conn: Connection, **values: Any) -> int:
-    """A new source file row; its id."""
-    return conn.execute(insert(_SOURCES).values(**values).returning(_SOURCES.c.id)).scalar_one()
-
-
-def update_source(conn: Connection, source_id: int, **values: Any) -> None:
-    conn.execute(update(_SOURCES).where(_SOURCES.c.id == source_id).values(**values))
