@@ -180,8 +180,10 @@ def _age(seconds: float) -> str:
 
 def register(app: typer.Typer) -> None:
     """Add the monitor's commands to the top-level app."""
+    from dashboard.cli import register as register_dashboard
     from monitor.ledger import register as register_ledger
 
     for command in (watch, ingest, status):
         app.command()(command)
     register_ledger(app)
+    register_dashboard(app)

@@ -145,7 +145,8 @@ def ledger_command(
     live: bool = typer.Option(False, "--live", help="Account up to now: for a run that is still going."),
 ) -> None:
     """Print a run's ledger: every launch and downtime, the pie in days, goodput and ETTR."""
-    from monitor.store import StoreError, list_runs, load_records, open_store
+    from monitor.store import StoreError, list_runs, open_store
+    from monitor.store.read import accounting_records
 
     err = Console(stderr=True)
     if fmt not in FORMATS:
@@ -156,16 +157,16 @@ def ledger_command(
         raise typer.BadParameter(str(exc)) from None
     try:
         engine = open_store(db, read_only=True)
-        records = load_records(engine, run)
-        known = [] if records else [r.name for r in list_runs(engine)]
+        # Streamed light records: a million-step run's ledger never holds a Record per step.
+        result = compute_ledger(accounting_records(engine, run), policy, now=wall_clock() if live else None)
+        known = [] if result else [r.name for r in list_runs(engine)]
     except StoreError as exc:
         err.print(f"error: {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
-    if not records:
+    if result is None:
         others = f"; runs in the store: {', '.join(known)}" if known else "; the store has no runs yet"
         err.print(f"error: no run named {escape(run)!s}{escape(others)}", highlight=False)
         raise typer.Exit(1)
-    result = compute_ledger(records, policy, now=wall_clock() if live else None)
     render(result, fmt, Console(soft_wrap=fmt != "table", highlight=False))
 
 

@@ -48,7 +48,8 @@ class Attempt(SQLModel, table=True):
 class StepMetric(SQLModel, table=True):
     __tablename__ = "step_metrics"
     __table_args__ = (Index("ix_step_metrics_run_ts", "run", "ts"),
-                      Index("ix_step_metrics_run_attempt_step", "run", "attempt", "step"))
+                      Index("ix_step_metrics_run_attempt_step", "run", "attempt", "step"),
+                      Index("ix_step_metrics_run_rank_step", "run", "rank", "step"))
     id: Optional[int] = Field(default=None, primary_key=True)
     source_id: Optional[int] = None
     seq: int = Field(sa_column=Column(BigInteger, nullable=False))

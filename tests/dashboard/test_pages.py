@@ -1,0 +1,132 @@
+"""Every page under Streamlit's AppTest, on the sample store and on an empty one: no exception,
+and the figures the page is for, checked against the store and the accounting."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import HOSTILE, HTML_RUN, LING, app_test, plotly_figures
+from monitor.accounting import compute_ledger
+from monitor.store import load_records, open_store
+from monitor.store.read import raw_series, step_series
+
+PAGES = ("runs", "run", "downtime", "compare", "whatif", "alerts")
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_each_page_of_an_empty_store_says_what_it_will_show(empty_store, page, monkeypatch):
+    at = app_test(empty_store, page, monkeypatch=monkeypatch)
+    assert not at.exception
+    assert not plotly_figures(at)
+    assert [info.value for info in at.info], "an empty page says why it is empty"
+
+
+def _tensorboard_ema(values, weight: float) -> np.ndarray:
+    """TensorBoard's smoothing, step by step as its frontend writes it."""
+    out, last = [], 0.0
+    for i, value in enumerate(values):
+        last = last * weight + (1 - weight) * value
+        out.append(last / (1 - weight ** (i + 1)))
+    return np.array(out)
+
+
+def _titled(at) -> dict[str, dict]:
+    return {figure["layout"]["title"]["text"]: figure for figure in plotly_figures(at)}
+
+
+def _trace(figure: dict, name: str) -> dict:
+    return next(t for t in figure["data"] if t.get("name") == name)
+
+
+def test_runs_page_lists_every_run_with_the_ledgers_figures(sample_store, monkeypatch):
+    at = app_test(sample_store, "runs", monkeypatch=monkeypatch)
+    assert not at.exception
+    table = at.dataframe[0].value.set_index("run")
+    assert {LING, HTML_RUN, "dual_gpu_stable_success", "internlm_20b/logs"} <= set(table.index)
+    engine = open_store(sample_store, read_only=True)
+    ledger = compute_ledger(load_records(engine, LING))
+    assert table.loc[LING, "goodput"] == pytest.approx(ledger.goodput)
+    assert table.loc[LING, "ETTR"] == pytest.approx(ledger.ettr)
+    assert table.loc[LING, "step"] == 567240
+    assert table.loc[HTML_RUN, "state"] == "fault"
+
+
+def test_run_page_draws_every_extreme_of_the_loss_and_its_smoothing(sample_store, monkeypatch):
+    at = app_test(sample_store, "run", LING, monkeypatch=monkeypatch)
+    assert not at.exception
+    charts = _titled(at)
+    assert {"loss", "tokens/s", "tokens/gpu/s", "learning rate"} <= set(charts)
+    engine = open_store(sample_store, read_only=True)
+    _, _, loss = raw_series(engine, LING, "loss")
+    drawn = _trace(charts["loss"], "loss")["y"]
+    assert len(loss) > len(drawn) > 100  # downsampled, with every bucket's extremes
+    assert (max(drawn), min(drawn)) == (loss.max(), loss.min())
+    smoothed = _trace(charts["loss"], "loss, smoothed (EMA 0.6)")["y"]
+    assert smoothed[0] == loss[0]  # debiased: the start is not pulled towards zero
+    assert all(np.isclose(_tensorboard_ema(loss, 0.6), y, rtol=1e-9).any() for y in smoothed)  # of every step, not buckets
+    series = step_series(engine, LING, ["loss"])
+    assert len(charts["loss"]["layout"]["shapes"]) >= len(series.redone) > 0  # redone stretches shaded
+    starts = _trace(charts["loss"], "attempt start")
+    assert len(starts["x"]) == sum(1 for _a, _t, first in series.attempts if first is not None)
+    assert [m.value for m in at.metric][1] == "567,240"
+
+
+def test_run_page_of_nanochat_draws_its_smoothed_loss_as_smoothed_and_its_validation(sample_store, monkeypatch):
+    at = app_test(sample_store, "run", "dual_gpu_stable_success", monkeypatch=monkeypatch)
+    assert not at.exception
+    charts = _titled(at)
+    names = [t["name"] for t in charts["loss"]["data"]]
+    assert "loss (smoothed by the trainer)" in names and "loss" not in names
+    evals = load_records(open_store(sample_store, read_only=True), "dual_gpu_stable_success", kinds={"eval"})
+    assert _trace(charts["validation"], "validation bits per byte")["y"] == [
+        r.fields["val_bpb"] for r in evals if r.fields.get("val_bpb") is not None]
+
+
+def test_run_page_of_internlm_draws_loss_and_tokens_per_source(sample_store, monkeypatch):
+    at = app_test(sample_store, "run", "internlm_20b/logs", monkeypatch=monkeypatch)
+    assert not at.exception
+    charts = _titled(at)
+    assert len(_trace(charts["tokens per source"], ".git")["y"]) == 300
+    assert "MFU" not in charts  # not logged, so not drawn
+    assert "MFU" in at.caption[-1].value
+
+
+def test_downtime_page_draws_the_pie_in_days_and_the_ledger(sample_store, monkeypatch):
+    at = app_test(sample_store, "downtime", LING, monkeypatch=monkeypatch)
+    assert not at.exception
+    pie = next(f for f in plotly_figures(at) if f["data"][0]["type"] == "pie")["data"][0]
+    assert dict(zip(pie["labels"], pie["values"])) == {"training": 26.41, "interrupted / waiting": 6.6,
+                                                       "nobody at work": 1.54}
+    assert "%{value:.2f} d" in pie["texttemplate"]
+    engine = open_store(sample_store, read_only=True)
+    ledger = compute_ledger(load_records(engine, LING))
+    rows = at.table[1].value
+    assert len(rows) == len(ledger.rows)
+    assert list(rows["state"]) == [r.state for r in ledger.rows]
+    timeline = next(f for f in plotly_figures(at) if f["layout"]["title"]["text"] == "States by attempt")
+    assert sum(len(t["y"]) for t in timeline["data"]) == len(ledger.segments)
+    assert {m.label: m.value for m in at.metric} == {"goodput": f"{ledger.goodput:.1%}", "ETTR": f"{ledger.ettr:.1%}"}
+
+
+def test_log_text_with_html_is_shown_as_text(sample_store, monkeypatch):
+    at = app_test(sample_store, "downtime", HTML_RUN, monkeypatch=monkeypatch)
+    assert not at.exception
+    causes = list(at.table[1].value["cause"])
+    assert any(HOSTILE in cause for cause in causes)
+
+
+def test_compare_page_overlays_two_runs(sample_store, monkeypatch):
+    at = app_test(sample_store, "compare", monkeypatch=monkeypatch)
+    assert not at.exception
+    at.multiselect[0].set_value([LING, "internlm_20b/logs"]).run()
+    chart = plotly_figures(at)[0]
+    assert [t["name"] for t in chart["data"]] == [LING, "internlm_20b/logs"]
+    assert list(at.dataframe[0].value.columns) == [LING, "internlm_20b/logs"]
+
+
+@pytest.mark.parametrize("page", ("whatif", "alerts"))
+def test_pages_of_issues_still_to_land_say_what_they_will_show(sample_store, page, monkeypatch):
+    at = app_test(sample_store, page, LING, monkeypatch=monkeypatch)
+    assert not at.exception
+    assert "will show" in at.info[0].value or "lists each one" in at.info[0].value
