@@ -88,6 +88,8 @@ class TrainConfig:
     peak_flops: float = 0.0  # peak FLOP/s of one device for MFU; 0 = look it up / estimate
     events: bool = True  # write the event log (off only for the telemetry benchmark)
     print_every: int = 1  # one-line summary on stdout every N steps (0 = never)
+    log_dir: str = ""  # this node's event log folder ("" = out_dir); checkpoints stay in out_dir
+    collective_timeout_s: float = 0.0  # a collective waiting longer for a peer fails (0 = torch's default)
 
 
 @dataclass
@@ -129,7 +131,7 @@ class Config:
         d = self.to_dict()
         d.pop("debug")
         d.pop("checkpoint")
-        d["train"] = {k: v for k, v in d["train"].items() if k not in ("out_dir", "events", "print_every")}
+        d["train"] = {k: v for k, v in d["train"].items() if k not in ("out_dir", "events", "print_every", "log_dir", "collective_timeout_s")}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     @property
