@@ -110,6 +110,7 @@ class DebugConfig:
     fail_rank: int = -1  # the rank that raises; -1 = every rank
     record_sample_ids: bool = False  # each rank writes the sample ids it trained on
     stop_at_step: int = -1  # stop after this step as on SIGTERM (checkpoint, `stop` record): resume tests
+    hang_at_step: int = -1  # this launch's ranks freeze before this step, until killed: node-loss tests
 
 
 @dataclass

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import math
 import signal
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -161,6 +162,8 @@ def train_step(run: Run, state: TrainState, stop: StopSignals) -> dict:
     cfg, env = run.cfg, run.env
     if state.step + 1 == cfg.debug.fail_at_step and cfg.debug.fail_rank in (-1, env.rank):
         raise RuntimeError(f"injected failure at step {state.step + 1} (debug.fail_at_step)")
+    if state.step + 1 == cfg.debug.hang_at_step:
+        threading.Event().wait()  # a node that stopped answering: only SIGKILL ends it
     t0 = time.perf_counter()
     ids = state.sampler.take(run.global_batch, run.groups.index, run.groups.size)
     if cfg.debug.record_sample_ids:
