@@ -84,8 +84,8 @@ class Recorder:
         if len(lines) > TRACEBACK_HEAD_LINES:  # keep the outermost frames and the exception itself
             half = TRACEBACK_HEAD_LINES // 2
             lines = lines[:half] + ["  ..."] + lines[-half:]
-        self.record("fault", exc_type=type(exc).__name__, message=str(exc), cause="exception",
-                    traceback="\n".join(lines), step=step, **classified)
+        self.record("fault", exc_type=type(exc).__name__, message=str(exc), traceback="\n".join(lines), step=step,
+                    **{"cause": "exception", **classified})
 
     def close(self) -> None:
         if self._file is not None:
