@@ -88,6 +88,8 @@ class TrainConfig:
     peak_flops: float = 0.0  # peak FLOP/s of one device for MFU; 0 = look it up / estimate
     events: bool = True  # write the event log (off only for the telemetry benchmark)
     print_every: int = 1  # one-line summary on stdout every N steps (0 = never)
+    log_dir: str = ""  # this node's event log folder ("" = out_dir); checkpoints stay in out_dir
+    collective_timeout_s: float = 0.0  # a collective waiting longer for a peer fails (0 = torch's default)
 
 
 @dataclass
@@ -108,6 +110,7 @@ class DebugConfig:
     fail_rank: int = -1  # the rank that raises; -1 = every rank
     record_sample_ids: bool = False  # each rank writes the sample ids it trained on
     stop_at_step: int = -1  # stop after this step as on SIGTERM (checkpoint, `stop` record): resume tests
+    hang_at_step: int = -1  # this launch's ranks freeze before this step, until killed: node-loss tests
 
 
 @dataclass
@@ -129,7 +132,7 @@ class Config:
         d = self.to_dict()
         d.pop("debug")
         d.pop("checkpoint")
-        d["train"] = {k: v for k, v in d["train"].items() if k not in ("out_dir", "events", "print_every")}
+        d["train"] = {k: v for k, v in d["train"].items() if k not in ("out_dir", "events", "print_every", "log_dir", "collective_timeout_s")}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     @property

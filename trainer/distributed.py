@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
+from trainer.events import host_name
 from trainer.model import select_device
 
 
@@ -20,25 +23,30 @@ class DistEnv:
     local_world_size: int
     device: torch.device
     distributed: bool
+    node_rank: int = 0
 
     @property
     def is_lead(self) -> bool:
         return self.rank == 0
 
     @property
-    def nodes(self) -> int:
-        return max(1, self.world_size // self.local_world_size)
+    def is_node_lead(self) -> bool:
+        """Rank 0 of its node: the process that writes its node's records."""
+        return self.local_rank == 0
 
 
-def init(device_choice: str) -> DistEnv:
-    """Join the process group torchrun describes in the environment, if any."""
+def init(device_choice: str, timeout_s: float = 0.0) -> DistEnv:
+    """Join the process group torchrun describes in the environment, if any. `timeout_s` > 0
+    bounds how long a collective waits for a peer (torch's default is 30 min on gloo)."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return DistEnv(0, 1, 0, 1, select_device(device_choice, 0), False)
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     device = select_device(device_choice, local_rank)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return DistEnv(dist.get_rank(), dist.get_world_size(), local_rank,
-                   int(os.environ.get("LOCAL_WORLD_SIZE", dist.get_world_size())), device, True)
+    timeout = {"timeout": timedelta(seconds=timeout_s)} if timeout_s > 0 else {}
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", **timeout)
+    local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", dist.get_world_size()))
+    node_rank = int(os.environ.get("GROUP_RANK", dist.get_rank() // local_world_size))
+    return DistEnv(dist.get_rank(), dist.get_world_size(), local_rank, local_world_size, device, True, node_rank)
 
 
 def close(env: DistEnv, clean: bool) -> None:
@@ -68,8 +76,47 @@ def all_gather(env: DistEnv, value) -> list:
     return values
 
 
-def all_hosts(env: DistEnv) -> list[str]:
-    return sorted(set(all_gather(env, socket.gethostname())))
+@dataclass(frozen=True)
+class Node:
+    """One node of the job as its peers know it: for the launch record and to name a lost peer."""
+
+    node_rank: int
+    host: str
+    address: str
+
+
+def all_nodes(env: DistEnv) -> list[Node]:
+    """Every node of the job, once each, by node rank (gathered from every rank)."""
+    try:
+        address = socket.gethostbyname(socket.gethostname())
+    except OSError:
+        address = ""
+    mine = Node(env.node_rank, host_name(), address)
+    return sorted(set(all_gather(env, mine)), key=lambda node: node.node_rank)
+
+
+_PEER_GONE_RE = re.compile(r"Connection (?:closed|reset) by peer(?: \[([^\]]+)\]:\d+)?|Broken pipe")
+_TIMED_OUT_RE = re.compile(r"Timed out waiting|timed out|Timeout", re.IGNORECASE)
+
+
+def lost_peer(exc: BaseException, nodes: list[Node], me: int) -> dict | None:
+    """The fault fields of a collective that failed because a peer went away — cause `node_lost`
+    naming the nodes that peer can be (those at the address gloo reports, never this one), or
+    `collective_timeout` when a peer stopped answering (which one, a timeout does not say) — or
+    None for any other exception."""
+    if not isinstance(exc, (RuntimeError, dist.DistError)) or len(nodes) < 2:
+        return None
+    message = str(exc)
+    others = [node for node in nodes if node.node_rank != me]
+    if match := _PEER_GONE_RE.search(message):
+        address = match.group(1)
+        at_address = [node for node in others if address and node.address == address]
+        lost = at_address or others
+        return {"cause": "node_lost", "lost_hosts": sorted({node.host for node in lost}),
+                "lost_nodes": [node.node_rank for node in lost], "peer": address}
+    if _TIMED_OUT_RE.search(message):
+        return {"cause": "collective_timeout"}
+    return None
 
 
 def all_reduce_sum(env: DistEnv, tensor: torch.Tensor) -> torch.Tensor:

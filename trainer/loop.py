@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import math
 import signal
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -64,6 +65,7 @@ class Run:
     peak_flops: float
     global_batch: int  # packed samples per optimizer step, over all ranks
     groups: DataGroups  # which ranks read the same data (per-node slices)
+    nodes: list[distributed.Node]  # every node of the job, to name a lost one
     resume_from: str | None = None
 
 
@@ -114,33 +116,37 @@ def start(cfg: Config, env: distributed.DistEnv) -> tuple[Run, TrainState]:
     out_dir = Path(cfg.train.out_dir)
     data = load(cfg.data)
     global_batch = cfg.data.micro_bsz * cfg.data.micro_num * env.world_size
-    groups = DataGroups.of(distributed.all_gather(env, (data.slice_label, data.train.num_samples)), env.rank)
-    sampler = GlobalSampler(data.train.num_samples, cfg.train.seed, groups.groups, groups.slices)
+    counts = data.train.counts() if data.slice_label is not None else data.train.num_samples
+    groups = DataGroups.of(distributed.all_gather(env, (data.slice_label, counts)), env.rank)
+    sampler = GlobalSampler(data.train.num_samples, cfg.train.seed, groups, data.batch_label)
     if sampler.remaining() < global_batch:
         where, share = f"batch {data.batch_label}", "one global batch"
         if groups.slices:
-            where += f" slice {min(groups.slices, key=groups.slices.__getitem__)}"
+            where += f" slice {sampler.smallest()}"
             share = f"its share of {share}"
-        raise ConfigError(f"data.path: {cfg.data.path} {where} holds {sampler.limit} packed samples, "
-                          f"fewer than {share} ({global_batch // groups.groups})")
+        raise ConfigError(f"data.path: {cfg.data.path} {where} holds {sampler.remaining() // groups.groups} "
+                          f"packed samples, fewer than {share} ({global_batch // groups.groups})")
     ids = distributed.broadcast_from_lead(env, (run_id_for(out_dir), new_attempt_id()) if env.is_lead else None)
-    recorder = Recorder(out_dir, *ids, rank=env.rank, enabled=cfg.train.events or not env.is_lead)
+    recorder = Recorder(Path(cfg.train.log_dir or out_dir), *ids, rank=env.rank,
+                        enabled=cfg.train.events or not env.is_lead)
     run = Run(cfg, env, data, recorder, out_dir, flops_per_token(cfg.model, cfg.data.seq_len),
-              peak_flops(env.device, cfg.model.dtype, cfg.train.peak_flops), global_batch, groups)
+              peak_flops(env.device, cfg.model.dtype, cfg.train.peak_flops), global_batch, groups,
+              distributed.all_nodes(env))
     return run, build_state(cfg, env, sampler)
 
 
 def record_launch(run: Run, state: TrainState) -> None:
-    hosts = distributed.all_hosts(run.env)
-    if not run.env.is_lead:
+    """Every node's rank 0 records the launch: the store learns of each node from the node itself."""
+    if not run.env.is_node_lead:
         return
     cfg = run.cfg
     run.recorder.record(
-        "launch", world_size=run.env.world_size, nodes=run.env.nodes, hosts=hosts,
+        "launch", world_size=run.env.world_size, nodes=len(run.nodes), hosts=sorted({n.host for n in run.nodes}),
+        node_rank=run.env.node_rank,
         device=device_name(run.env.device), peak_flops=run.peak_flops, flops_per_token=run.flops_per_token,
         n_params=count_params(cfg.model)[0], config_digest=state.config_digest,
         data_batch=run.data.batch_label, resume_from=run.resume_from,
-        data_slice="; ".join(run.groups.slices) if run.groups.slices else run.data.slice_label,
+        data_slice="; ".join(",".join(held) for held in run.groups.held) if run.groups.slices else None,
         start_step=state.step, total_steps=cfg.data.total_steps, seq_len=cfg.data.seq_len,
         global_batch_tokens=run.global_batch * cfg.data.seq_len, dtype=cfg.model.dtype, out_dir=str(run.out_dir),
     )
@@ -156,6 +162,8 @@ def train_step(run: Run, state: TrainState, stop: StopSignals) -> dict:
     cfg, env = run.cfg, run.env
     if state.step + 1 == cfg.debug.fail_at_step and cfg.debug.fail_rank in (-1, env.rank):
         raise RuntimeError(f"injected failure at step {state.step + 1} (debug.fail_at_step)")
+    if state.step + 1 == cfg.debug.hang_at_step:
+        threading.Event().wait()  # a node that stopped answering: only SIGKILL ends it
     t0 = time.perf_counter()
     ids = state.sampler.take(run.global_batch, run.groups.index, run.groups.size)
     if cfg.debug.record_sample_ids:
@@ -218,10 +226,14 @@ def train_step(run: Run, state: TrainState, stop: StopSignals) -> dict:
 
 
 def _record_sample_ids(run: Run, step: int, ids: np.ndarray) -> None:
-    """Debug: which packed samples this rank trains on (tests check each is used once)."""
-    path = run.out_dir / f"sample_ids.rank{run.env.rank}.jsonl"
-    with open(path, "ab") as f:
-        f.write(orjson.dumps({"attempt": run.recorder.attempt, "step": step, "ids": ids.tolist()}) + b"\n")
+    """Debug: which packed samples this rank trains on (tests check each is used once); with
+    slices, each id's slice too (`ids` are then indices in their slice)."""
+    line = {"attempt": run.recorder.attempt, "step": step, "ids": ids.tolist()}
+    if run.data.slice_label is not None:
+        line["slice"], index = run.data.train.locate(ids)
+        line["ids"] = index.tolist()
+    with open(run.out_dir / f"sample_ids.rank{run.env.rank}.jsonl", "ab") as f:
+        f.write(orjson.dumps(line) + b"\n")
 
 
 @torch.no_grad()
@@ -267,26 +279,28 @@ def run_loop(run: Run, state: TrainState) -> Summary:
                     stop_requested, stop.reason = True, stop.reason or "debug.stop_at_step"
                 summary.steps += 1
                 summary.losses.append(fields["loss"])
-                if env.is_lead:
+                if env.is_node_lead:
                     recorder.record("step", **fields)
+                if env.is_lead:
                     if cfg.train.print_every and cfg.train.events and state.step % cfg.train.print_every == 0:
                         print(metrics.summary_line(state.step, cfg.data.total_steps, fields), flush=True)
                 if cfg.data.valid_every and state.step % cfg.data.valid_every == 0:
                     result = evaluate(run, state)
-                    if env.is_lead:
+                    if env.is_node_lead:
                         recorder.record("eval", **result)
                 checkpoints.after_step(state)
                 if stop_requested:
                     break
             checkpoints.at_end(state, summary.end)  # also on SIGINT/SIGTERM: checkpoint before exiting
         except Exception as exc:
-            recorder.fault(exc, state.step)
+            recorder.fault(exc, state.step, **(distributed.lost_peer(exc, run.nodes, env.node_rank) or {}))
             raise
-        if env.is_lead:
+        if env.is_node_lead:
             if summary.end == "stop":
                 recorder.record("stop", reason=stop.reason or "signal on another rank", step=state.step)
             else:
-                recorder.record("finish", step=state.step, reason=summary.end)
+                left = {label: state.sampler.left([label]) for label in state.sampler.slices or ()}
+                recorder.record("finish", step=state.step, reason=summary.end, **({"data_left": left} if left else {}))
     summary.loop_seconds = time.perf_counter() - t_start
     return summary
 
@@ -297,7 +311,7 @@ def train(cfg: Config) -> Summary:
     The model (DDP's reducer sits in reference cycles) is collected before the process group
     is destroyed, and ranks that end together pass a barrier first; otherwise gloo's teardown
     now and then hangs or aborts a peer at exit."""
-    env = distributed.init(cfg.train.device)
+    env = distributed.init(cfg.train.device, cfg.train.collective_timeout_s)
     try:
         summary = _launch(cfg, env)
     except CheckpointError as exc:  # every rank took this decision together: leave together
@@ -320,7 +334,7 @@ def _launch(cfg: Config, env: distributed.DistEnv) -> Summary:
     run.resume_from = resumed.source if resumed else None
     record_launch(run, state)
     if resumed is not None and env.is_lead:
-        run.recorder.record("resume", **resumed.event_fields())
+        run.recorder.record("resume", **resumed.event_fields(), **state.sampler.remap())
     summary = run_loop(run, state)
     if env.is_lead:
         print(f"events: {run.recorder.path}", flush=True)

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from monitor.accounting.attempts import Attempt
 from monitor.accounting.overlays import Wasted, checkpoint_stall_s, restore_gaps, wasted_progress
 from monitor.accounting.states import DOWNTIME_OF_END, STATES, Outcome, Segment, Timeline
+from monitor.records import Record
 
 DAY = 86400.0
 INTERRUPTED = ("fault", "waiting", "manual", "startup", "stalled")
@@ -154,10 +155,22 @@ def evidence(outcome: Outcome) -> str:
     f = record.fields
     if record.kind == "fault":
         text = f"{f.get('exc_type', 'Error')}: {f.get('message', '')}".strip()
-        return f"fault: {f.get('cause') or 'exception'} — {text.splitlines()[0] if text else ''}"
+        return f"fault: {_fault_cause(record, outcome.attempt)} — {text.splitlines()[0] if text else ''}"
     if record.kind == "stop":
         return f"manual: {f.get('reason', 'stop')}"
     return f"finished: {f.get('reason', 'done')} at step {record.step}"
+
+
+def _fault_cause(record: Record, attempt: Attempt) -> str:
+    """The cause, and in a job of several nodes the node: the one lost (`node_lost` names it, and
+    the node that saw it go), else the one whose record it is."""
+    cause = record.fields.get("cause") or "exception"
+    lost = record.fields.get("lost_hosts")
+    if lost:
+        cause += ": " + ", ".join(map(str, lost))
+    if record.host and len((attempt.launch or {}).get("hosts") or ()) > 1:
+        cause += f" (seen on {record.host})" if lost else f" on {record.host}"
+    return cause
 
 
 def _relaunches(timeline: Timeline, attempts: list[Attempt]) -> list[Relaunch]:

@@ -4,7 +4,8 @@
   exception line is complete: KeyboardInterrupt → `stop` SIGINT; torchrun's SignalException →
   `stop` with the signal; torchrun's ChildFailedError → its root-cause block decides (SIGTERM/
   SIGINT → `stop`, SIGKILL → `fault` killed); anything else → `fault` with a classified cause:
-  `oom` (CUDA out of memory), `nccl_timeout` (collective/NCCL timeouts), `exception`.
+  `oom` (CUDA out of memory), `node_lost` (a peer's connection or the rendezvous store gone:
+  gloo, NCCL, torchrun), `nccl_timeout` (collective/NCCL timeouts), `exception`.
 - Single lines: bash's `Killed`, the NCCL watchdog's timeout, a bare CUDA OOM message,
   torchrun's "Received SIGTERM death signal", Slurm's "CANCELLED AT … DUE TO TIME LIMIT",
   the kernel OOM killer as reported by Slurm, and our own JSONL records printed into the log.
@@ -150,10 +151,18 @@ def classify(exc_type: str, message: str, text: str, child: dict[str, str]) -> t
     return "fault", cause_of(f"{exc_type}: {message}\n{text}"), message
 
 
+_NODE_LOST_RE = re.compile(
+    r"connection (?:closed|reset) by (?:remote )?peer"  # gloo's pair to a dead peer; NCCL's socket transport
+    r"|ncclremoteerror|remote process exited"  # NCCL: the peer process or its network went away
+    r"|rendezvousconnectionerror|connection to the c10d store has failed")  # torchrun: the rendezvous host went away
+
+
 def cause_of(text: str) -> str:
     lowered = text.lower()
     if "out of memory" in lowered or "outofmemoryerror" in lowered:
         return "oom"
+    if _NODE_LOST_RE.search(lowered):
+        return "node_lost"
     if ("collective operation timeout" in lowered or "watchdog" in lowered and "timeout" in lowered
             or "nccl" in lowered and ("timeout" in lowered or "timed out" in lowered)):
         return "nccl_timeout"

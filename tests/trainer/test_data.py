@@ -90,64 +90,101 @@ def test_sampler_reports_exhaustion():
 # ---- per-node slices: ranks reading one slice form a group ------------------------------------
 
 def test_ranks_reading_one_slice_form_a_group():
-    reads = [("0", 50), ("0", 50), ("1", 37), ("1", 37)]  # two nodes of two ranks
+    reads = [("0", {"0": 50}), ("0", {"0": 50}), ("1", {"1": 37}), ("1", {"1": 37})]  # two nodes of two ranks
     assert [DataGroups.of(reads, rank) for rank in range(4)] == [
-        DataGroups(2, index, 2, {"0": 50, "1": 37}) for index in (0, 1, 0, 1)]
+        DataGroups(2, index, 2, {"0": 50, "1": 37}, (("0",), ("1",)), group)
+        for index, group in ((0, 0), (1, 0), (0, 1), (1, 1))]
     assert DataGroups.of([(None, 90)] * 3, 2) == DataGroups(1, 2, 3)
-    assert DataGroups.of([("1", 37)] * 2, 1) == DataGroups(1, 1, 2)  # one slice: as if the whole batch
+    assert DataGroups.of([("0,1", {"0": 50, "1": 37})] * 2, 1) == DataGroups(1, 1, 2, {"0": 50, "1": 37}, (("0", "1"),))
 
 
 @pytest.mark.parametrize("reads, problem", [
-    ([("0", 50), (None, 90)], "set on ranks 0 but not on ranks 1"),
-    ([("0", 50), ("0", 50), ("1", 37)], "every slice needs as many ranks; ranks per slice: 0: 2, 1: 1"),
-    ([("0", 50), ("0", 49), ("1", 37), ("1", 37)], "slice 0 holds 50 packed samples on some ranks and 49"),
+    ([("0", {"0": 50}), (None, 90)], "set on ranks 0 but not on ranks 1"),
+    ([("0", {"0": 50}), ("0", {"0": 50}), ("1", {"1": 37})], "every slice needs as many ranks; ranks per slice: 0: 2, 1: 1"),
+    ([("0", {"0": 50}), ("0", {"0": 49}), ("1", {"1": 37}), ("1", {"1": 37})],
+     "slice 0 holds 50 packed samples on some ranks and 49"),
+    ([("0,1", {"0": 50, "1": 37}), ("1", {"1": 37})], "slice 1 is read by the nodes of data.slice=0,1 and of data.slice=1"),
 ])
 def test_a_slice_layout_the_ranks_cannot_share_is_a_config_error(reads, problem):
     with pytest.raises(ConfigError, match=problem):
         DataGroups.of(reads, 0)
 
 
-def _sliced_run(slices: dict[str, int], ranks_per_slice: int, micro: int, steps: int | None, state=None):
-    """Every rank's sampler over `steps` steps (None: until the data runs out); its state at the end."""
-    reads = [(label, n) for label, n in slices.items() for _ in range(ranks_per_slice)]
+def _sliced_run(nodes: list[dict[str, int]], ranks_per_node: int, micro: int, steps: int | None, state=None):
+    """Every rank's sampler over `steps` steps (None: until the data runs out), node k holding the
+    slices `nodes[k]` (label → samples); the (slice, index) pairs each slice gave, the steps run
+    and the data position at the end."""
+    reads = [(",".join(held), held) for held in nodes for _ in range(ranks_per_node)]
     world = len(reads)
     samplers = []
-    for rank, (label, n) in enumerate(reads):
+    for rank in range(world):
         groups = DataGroups.of(reads, rank)
-        sampler = GlobalSampler(n, 3, groups.groups, groups.slices)
+        sampler = GlobalSampler(0, 3, groups, batch="0")
         if state is not None:
             sampler.load_state_dict(state)
-        samplers.append((label, groups, sampler))
-    taken = {label: [] for label in slices}
+        samplers.append((groups, sampler))
+    taken = {label: [] for held in nodes for label in held}
     done = 0
     while steps is None or done < steps:
-        another_step = {sampler.remaining() >= micro * world for _, _, sampler in samplers}
+        another_step = {sampler.remaining() >= micro * world for _, sampler in samplers}
         assert len(another_step) == 1  # every rank takes the same decision: none waits for the others
         if not another_step.pop():
             break
-        for label, groups, sampler in samplers:
-            taken[label] += sampler.take(micro * world, groups.index, groups.size).tolist()
+        for groups, sampler in samplers:
+            ids = sampler.take(micro * world, groups.index, groups.size)
+            offsets = np.cumsum([0] + list(nodes[groups.group].values()))
+            for i in ids.tolist():  # node-local id → (slice, index in the slice)
+                k = int(np.searchsorted(offsets, i, side="right")) - 1
+                taken[list(nodes[groups.group])[k]].append(i - int(offsets[k]))
         done += 1
-    return taken, done, samplers[0][2].state_dict()
+    return taken, done, samplers[0][1]
 
 
 def test_each_slice_is_drawn_from_its_own_order_and_every_node_stops_at_the_same_step():
-    slices = {"0": 50, "1": 37}
-    taken, steps, _ = _sliced_run(slices, ranks_per_slice=2, micro=2, steps=None)
+    nodes = [{"0": 50}, {"1": 37}]
+    taken, steps, _ = _sliced_run(nodes, ranks_per_node=2, micro=2, steps=None)
     assert steps == 37 // 4  # a share of 4 per step and slice: the smaller slice ends the run for both
-    for label, n in slices.items():
+    for label, n in (("0", 50), ("1", 37)):
         assert len(taken[label]) == len(set(taken[label])) == 4 * steps
         assert taken[label] == GlobalSampler(n, 3).order[:4 * steps].tolist()
 
 
-def test_a_sliced_data_position_resumes_exactly_and_only_on_the_same_slices():
-    slices = {"0": 50, "1": 37}
-    whole, _, _ = _sliced_run(slices, 2, 2, steps=7)
-    first, _, state = _sliced_run(slices, 2, 2, steps=3)
-    assert state["slices"] == slices
-    rest, _, _ = _sliced_run(slices, 2, 2, steps=4, state=state)
-    assert {label: first[label] + rest[label] for label in slices} == whole
-    with pytest.raises(ValueError, match="another data order"):
-        GlobalSampler(50, 3, 2, {"0": 50, "2": 41}).load_state_dict(state)
+def test_a_sliced_data_position_resumes_exactly_on_the_same_slices():
+    nodes = [{"0": 50}, {"1": 37}]
+    whole, _, _ = _sliced_run(nodes, 2, 2, steps=7)
+    first, _, sampler = _sliced_run(nodes, 2, 2, steps=3)
+    state = sampler.state_dict()
+    assert state["slices"] == {"0": 50, "1": 37} and state["cursors"] == {"0": 12, "1": 12}
+    rest, _, resumed = _sliced_run(nodes, 2, 2, steps=4, state=state)
+    assert {label: first[label] + rest[label] for label in whole} == whole
+    assert resumed.remap() == {}
     with pytest.raises(ValueError, match="another data order"):
         GlobalSampler(50, 3).load_state_dict(state)
+    other_batch = GlobalSampler(0, 3, DataGroups.of([("0", {"0": 50})], 0), batch="1")
+    with pytest.raises(ValueError, match="another data order"):
+        other_batch.load_state_dict(state)
+    with pytest.raises(ValueError, match="slice 1 held 37 packed samples, now 36"):
+        GlobalSampler(0, 3, DataGroups.of([("1", {"1": 36})], 0), batch="0").load_state_dict(state)
+
+
+def test_a_resume_on_fewer_nodes_trains_every_sample_of_the_slices_it_reads_once():
+    """Three nodes, then two: node 0 takes over the lost node's slice (copied to its disk)."""
+    first, _, sampler = _sliced_run([{"0": 40}, {"1": 37}, {"2": 45}], 1, 4, steps=3)
+    rest, steps, resumed = _sliced_run([{"0": 40, "2": 45}, {"1": 37}], 1, 4, steps=None, state=sampler.state_dict())
+    assert resumed.remap() == {}
+    for label, n in (("0", 40), ("1", 37), ("2", 45)):
+        trained = first[label] + rest[label]
+        assert len(trained) == len(set(trained))  # never twice
+        assert trained == GlobalSampler(n, 3).order[:len(trained)].tolist()  # each slice continued in its order
+    assert len(rest["1"]) == 37 - 12 - (37 - 12) % 4  # the smaller node ran out first
+    assert resumed.left(["0", "2"]) == 40 + 45 - 24 - 4 * steps  # a share of 4 per step and node
+
+
+def test_a_resume_that_no_longer_reads_a_slice_names_every_sample_it_skips():
+    first, _, sampler = _sliced_run([{"0": 40}, {"1": 37}], 1, 4, steps=2)
+    rest, _, resumed = _sliced_run([{"0": 40}, {"3": 30}], 1, 4, steps=1, state=sampler.state_dict())
+    assert resumed.remap() == {"data_skipped": [{"slice": "1", "from": 8, "to": 37, "samples": 29,
+                                                 "why": "no node of this launch reads slice 1"}],
+                               "data_started": ["3"]}
+    assert first["0"] + rest["0"] == GlobalSampler(40, 3).order[:12].tolist()
+    assert rest["3"] == GlobalSampler(30, 3).order[:4].tolist()  # a slice it never read: from its start

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from processes import kill_tree
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -61,25 +62,10 @@ def run_nodes(data: Path, out_dir: Path, *overrides: str, per_node: list[tuple[s
             stdout, stderr = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             for p in procs:  # a hung job must not outlive the test
-                _kill_tree(p.pid)
+                kill_tree(p.pid)
             raise
         results.append(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr))
     return results
-
-
-def _kill_tree(pid: int) -> None:
-    """SIGKILL a process and its descendants (torchrun starts its workers in sessions of their
-    own, and a worker stuck in a collective ignores SIGTERM)."""
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        children = []
-    try:
-        os.kill(pid, signal.SIGKILL)  # first, so that it starts nothing new
-    except ProcessLookupError:
-        pass
-    for child in children:
-        _kill_tree(int(child))
 
 
 def read_events(path: Path) -> list[dict]:
