@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import tomllib
 import types
 import typing
@@ -212,17 +213,60 @@ def load_config(name: str | None, overrides: list[str] = ()) -> Config:
     return cfg
 
 
+_AT_LEAST_ONE = ("model.hidden_size", "model.num_attention_heads", "model.num_layers", "model.vocab_size",
+                 "data.seq_len", "data.micro_num", "data.micro_bsz", "data.total_steps", "data.valid_micro_num",
+                 "grad_scaler.growth_interval", "grad_scaler.hysteresis")
+_POSITIVE = ("model.mlp_ratio", "model.norm_eps", "adam.adam_eps", "grad_scaler.initial_scale",
+             "grad_scaler.min_scale", "grad_scaler.max_scale")
+_NOT_NEGATIVE = ("adam.lr", "adam.weight_decay", "lr_scheduler.eta_min", "train.clip_grad_norm", "train.peak_flops",
+                 "train.print_every", "data.valid_every", "data.min_length", "checkpoint.checkpoint_every",
+                 "checkpoint.keep_checkpoint_max")
+_FRACTIONS = {"adam.adam_beta1": "[0, 1)", "adam.adam_beta2": "[0, 1)", "lr_scheduler.warmup_ratio": "[0, 1]",
+              "grad_scaler.backoff_factor": "(0, 1)"}
+
+
+def _value(cfg: Config, key: str) -> Any:
+    group, leaf = key.split(".")
+    return getattr(getattr(cfg, group), leaf)
+
+
+def _check_ranges(cfg: Config) -> None:
+    """Values that cannot be right fail here, naming the key, instead of training into NaN
+    (a negative lr, a beta of 1, an eps of 0) or failing deep inside torch."""
+    for f in dataclasses.fields(Config):
+        for key, value in dataclasses.asdict(getattr(cfg, f.name)).items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{f.name}.{key}: must be a finite number, got {value}")
+    for key in _AT_LEAST_ONE:
+        if _value(cfg, key) < 1:
+            raise ConfigError(f"{key}: must be at least 1, got {_value(cfg, key)}")
+    for key in _POSITIVE:
+        if not _value(cfg, key) > 0:
+            raise ConfigError(f"{key}: must be greater than 0, got {_value(cfg, key)}")
+    for key in _NOT_NEGATIVE:
+        if _value(cfg, key) < 0:
+            raise ConfigError(f"{key}: must be 0 or more, got {_value(cfg, key)}")
+    for key, interval in _FRACTIONS.items():
+        value = _value(cfg, key)
+        low_ok = value > 0 if interval[0] == "(" else value >= 0
+        high_ok = value <= 1 if interval[-1] == "]" else value < 1
+        if not (low_ok and high_ok):
+            raise ConfigError(f"{key}: must be in {interval}, got {value}")
+    scaler = cfg.grad_scaler
+    if scaler.growth_factor <= 1:
+        raise ConfigError(f"grad_scaler.growth_factor: must be greater than 1, got {scaler.growth_factor}")
+    if scaler.min_scale > scaler.max_scale:
+        raise ConfigError(f"grad_scaler.min_scale: {scaler.min_scale} is above grad_scaler.max_scale "
+                          f"{scaler.max_scale}")
+
+
 def validate(cfg: Config) -> None:
-    m, d = cfg.model, cfg.data
+    m = cfg.model
     if m.dtype not in ("fp32", "bf16", "fp16"):
         raise ConfigError(f"model.dtype: expected fp32, bf16 or fp16, got {m.dtype!r}")
+    _check_ranges(cfg)
     if m.hidden_size % m.num_attention_heads or (m.hidden_size // m.num_attention_heads) % 2:
         raise ConfigError("model.hidden_size must be a multiple of 2 × model.num_attention_heads")
-    for where, value in (("data.seq_len", d.seq_len), ("data.micro_num", d.micro_num),
-                         ("data.micro_bsz", d.micro_bsz), ("data.total_steps", d.total_steps),
-                         ("model.num_layers", m.num_layers), ("model.vocab_size", m.vocab_size)):
-        if value < 1:
-            raise ConfigError(f"{where}: must be at least 1, got {value}")
     if cfg.train.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"train.device: expected auto, cpu or cuda, got {cfg.train.device!r}")
     if cfg.checkpoint.resume and cfg.checkpoint.init_from:
