@@ -26,6 +26,18 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _log_to_stderr(level: int, format: str, db: Optional[str]) -> None:
+    """The daemon's log: each line escaped (it quotes file names and text from logs) and
+    without the store's secrets (a driver's error may quote the DSN)."""
+    from monitor.escape import PrintableLog
+    from monitor.store import MaskedLog
+
+    logging.basicConfig(level=level, format=format)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(MaskedLog(db))
+        handler.addFilter(PrintableLog())
+
+
 def _open(db: Optional[str], *, read_only: bool = False):
     from monitor.store import StoreError, open_store
 
@@ -86,7 +98,7 @@ def watch(
     if not linger >= 0:
         _fail(f"--linger {linger}: expected a number of seconds, 0 or more")
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    _log_to_stderr(logging.INFO, "%(asctime)s %(levelname)s %(message)s", db)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID` prints every thread's stack
     stop = threading.Event()
@@ -110,9 +122,9 @@ def ingest(
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
     from sqlalchemy.exc import SQLAlchemyError
 
-    from monitor.store import count_records, mask_url
+    from monitor.store import count_records, mask_secrets, mask_url
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    _log_to_stderr(logging.WARNING, "%(levelname)s %(message)s", db)
     targets, intake = _setup(paths, db, format, batch_bytes=batch_bytes)
     before = sum(count_records(intake.engine).values())
     columns = (TextColumn("ingest"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
@@ -122,7 +134,7 @@ def ingest(
             intake.on_bytes = lambda n: progress.advance(task, n)
             intake.ingest(targets)
     except SQLAlchemyError as exc:
-        _fail(f"store {mask_url(db)}: {str(getattr(exc, 'orig', None) or exc).splitlines()[0]}", 1)
+        _fail(f"store {mask_url(db)}: {mask_secrets(str(getattr(exc, 'orig', None) or exc).splitlines()[0], db)}", 1)
     added = sum(count_records(intake.engine).values()) - before
     typer.echo(f"{added} new records from {len(targets.files())} files into {mask_url(db)}")
 
@@ -133,12 +145,17 @@ def status(db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None
     from rich.markup import escape
     from rich.table import Column, Table
 
+    from monitor.escape import printable
     from monitor.store import list_live_states, list_runs, list_sources, mask_url
+
+    def text(value: str | None) -> str:
+        """Text from a log or a file name, fit for the terminal and for rich's markup."""
+        return escape(printable(value or ""))
 
     engine = _open(db, read_only=True)
     sources = list_sources(engine)
     console = Console()
-    console.print(f"store {escape(mask_url(db))}: {len(list_runs(engine))} runs, {len(sources)} files")
+    console.print(f"store {text(mask_url(db))}: {len(list_runs(engine))} runs, {len(sources)} files")
     table = Table("format", "status", "read", "lag", "records", "bad lines")
     table.columns.insert(0, Column("file", overflow="fold"))
     now = time.time()
@@ -148,20 +165,20 @@ def status(db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None
         except OSError:
             behind = 0
         lag = f"{behind:,} B, {now - src.updated:.0f} s" if behind else "-"
-        table.add_row(escape(src.path), src.parser or "?", src.status, f"{src.offset:,} B, {src.lines:,} lines",
+        table.add_row(text(src.path), src.parser or "?", src.status, f"{src.offset:,} B, {src.lines:,} lines",
                       lag, f"{src.records:,}", f"{src.bad_lines:,}")
     console.print(table)
     for src in sources:
         if src.first_bad_line is not None:
-            console.print(f"{escape(src.path)}:{src.first_bad_line}: {escape(src.first_bad_reason or '')}: "
-                          f"{escape(src.first_bad_example or '')}", soft_wrap=True)
+            console.print(f"{text(src.path)}:{src.first_bad_line}: {text(src.first_bad_reason)}: "
+                          f"{text(src.first_bad_example)}", soft_wrap=True)
     live = list_live_states(engine)
     if live:
         runs = Table("state", "since", "last step", "last record", title="live runs (as `trainledger watch` last saw them)")
         runs.columns.insert(0, Column("run", overflow="fold"))
         for state in live:
             since = datetime.fromtimestamp(state.since, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-            runs.add_row(escape(state.run), state.state, since, "-" if state.step is None else f"{state.step:,}",
+            runs.add_row(text(state.run), state.state, since, "-" if state.step is None else f"{state.step:,}",
                          f"{_age(now - state.last_record_ts)} ago")
         console.print(runs)
 

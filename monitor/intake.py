@@ -372,7 +372,7 @@ class Intake(NewFiles, Rotation, SharedTransactions, Descriptors):
             if raw.endswith(b"\r"):
                 raw = raw[:-1]
             try:
-                records += parser.feed(raw.decode("utf-8"))
+                records += parser.read(raw.decode("utf-8"))
             except UnicodeDecodeError as exc:
                 bad.append((lineno, f"invalid UTF-8 at byte {exc.start}", raw))
             except BadLine as exc:
@@ -381,7 +381,7 @@ class Intake(NewFiles, Rotation, SharedTransactions, Descriptors):
                 bad.append((lineno, f"{parser.name} parser failed: {type(exc).__name__}: {exc}", raw))
         if batch is None:
             try:
-                records += parser.flush()
+                records += parser.drain()
             except Exception as exc:  # noqa: BLE001
                 log.error("%s: %s parser failed to flush: %s: %s", tail.path, parser.name, type(exc).__name__, exc)
         values: dict[str, Any] = dict(path=tail.path, lines=lineno, records=row["records"] + len(records),

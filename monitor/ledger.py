@@ -1,6 +1,8 @@
-"""`trainledger ledger RUN`: seed 000's table and pie for any run, as a rich table, CSV, JSON
-or markdown. Only presentation and options live here; every number comes from
-monitor.accounting.
+"""`trainledger ledger RUN`: the hand-kept ledger of the ling-1b run (its table and pie) for any
+run, as a rich table, CSV, JSON or markdown. Only presentation and options live here; every
+number comes from monitor.accounting. Every text that came from a log (run and attempt names,
+data batches, causes with their fault messages) is printed through `printable`: a log cannot
+write control sequences to the user's terminal or into a CSV or markdown file.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from rich.table import Table
 
 from monitor.accounting import DAY, Ledger, compute_ledger, parse_timezone
 from monitor.accounting.figures import hours
+from monitor.escape import json_printable, printable
 from monitor.policy_options import (fault_after_option, holiday_option, maintenance_option, policy_from_options,
                                     stall_after_option, timezone_option, work_hours_option)
 
@@ -43,9 +46,9 @@ def mark(row) -> str:
 
 def table_rows(ledger: Ledger) -> list[dict]:
     return [{"start": local_time(ledger, r.start), "duration": duration(r.duration), "state": r.state,
-             "data_batch": r.data_batch if r.data_batch is not None else "--",
-             "nodes": r.nodes if r.nodes is not None else "--", "cause": r.cause,
-             "attempt": ledger.attempt_ids[r.attempt]} for r in ledger.rows]
+             "data_batch": printable(str(r.data_batch)) if r.data_batch is not None else "--",
+             "nodes": r.nodes if r.nodes is not None else "--", "cause": printable(r.cause),
+             "attempt": printable(ledger.attempt_ids[r.attempt])} for r in ledger.rows]
 
 
 def summary_lines(ledger: Ledger) -> list[tuple[str, str]]:
@@ -73,16 +76,16 @@ def summary_lines(ledger: Ledger) -> list[tuple[str, str]]:
         lines.append(("restore gap", f"{ledger.attempt_ids[index]}: resumed without {', '.join(missing)}"))
     if ledger.live:
         lines.append(("now", ledger.current_state or "—"))
-    return lines
+    return [(name, printable(value)) for name, value in lines]
 
 
 def render_table(ledger: Ledger) -> Group:
-    title = f"{ledger.run}: {local_time(ledger, ledger.start)} → {local_time(ledger, ledger.end)} ({ledger.timezone})"
+    title = f"{printable(ledger.run)}: {local_time(ledger, ledger.start)} → {local_time(ledger, ledger.end)} ({ledger.timezone})"
     table = Table(title=escape(title), show_lines=False)
     for column in ("time", "duration", "state", "data batch", "nodes", "cause"):
         table.add_column(column, overflow="fold")
     for row, cells in zip(ledger.rows, table_rows(ledger)):
-        table.add_row(cells["start"], cells["duration"], f"{mark(row)} {row.state}", escape(str(cells["data_batch"])),
+        table.add_row(cells["start"], cells["duration"], f"{mark(row)} {row.state}", escape(cells["data_batch"]),
                       str(cells["nodes"]), escape(cells["cause"]))
     figures = Table(show_header=False, box=None)
     for name, value in summary_lines(ledger):
@@ -99,7 +102,7 @@ def to_csv(ledger: Ledger) -> str:
 
 
 def to_json(ledger: Ledger) -> str:
-    return orjson.dumps(ledger.to_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode()
+    return json_printable(orjson.dumps(ledger.to_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
 
 
 def _md(text: object) -> str:
@@ -108,7 +111,7 @@ def _md(text: object) -> str:
 
 def to_markdown(ledger: Ledger) -> str:
     pie = ledger.pie_days
-    lines = ["```mermaid", "pie showData", f"    title {_md(ledger.run)} (days)",
+    lines = ["```mermaid", "pie showData", f"    title {_md(printable(ledger.run))} (days)",
              f'    "training": {pie["training"]:.2f}',
              f'    "interrupted / waiting": {pie["interrupted_or_waiting"]:.2f}',
              f'    "nobody at work": {pie["nobody_at_work"]:.2f}']
@@ -164,8 +167,8 @@ def ledger_command(
         err.print(f"error: {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
     if result is None:
-        others = f"; runs in the store: {', '.join(known)}" if known else "; the store has no runs yet"
-        err.print(f"error: no run named {escape(run)!s}{escape(others)}", highlight=False)
+        others = f"; runs in the store: {', '.join(map(printable, known))}" if known else "; the store has no runs yet"
+        err.print(f"error: no run named {escape(printable(run))}{escape(others)}", highlight=False)
         raise typer.Exit(1)
     render(result, fmt, Console(soft_wrap=fmt != "table", highlight=False))
 

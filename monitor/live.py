@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.accounting import LiveLedger, Policy, parse_timezone
 from monitor.escape import printable
@@ -38,6 +39,8 @@ class LiveRuns:
         self.clock = clock
         self.ledgers: dict[str, LiveLedger] = {}
         self.last_ts: dict[str, float] = {}
+        self.failures: dict[str, str] = {}
+        """The last failure logged per run, so that a run that fails each tick is logged once."""
         self.saved: dict[str, LiveState] = {s.run: s for s in list_live_states(engine)}
         self.stale: set[str] = {s.run for s in self.saved.values() if s.state not in SETTLED}
         """Runs to refold from the store at the next tick, once, not per batch: those that got a
@@ -54,22 +57,43 @@ class LiveRuns:
             if run in self.stale:
                 continue
             if run not in self.ledgers:
-                self._seed(run)  # the store already holds this batch
+                self._isolated(run, self._seed, run)  # the store already holds this batch
             elif batch[0].ts < self.last_ts[run]:
                 self.stale.add(run)
             else:
-                ledger = self.ledgers[run]
-                for record in batch:
-                    ledger.add(record)
-                self.last_ts[run] = batch[-1].ts
-        self.record([run for run in by_run if run not in self.stale])
+                self._isolated(run, self._fold, run, batch)
+        self.record([run for run in by_run if run not in self.stale and run in self.ledgers])
 
     def tick(self) -> None:
         """Refold the stale runs and record every run's state as of now."""
         for run in sorted(self.stale):
-            self._seed(run)
+            self._isolated(run, self._seed, run)
         self.stale.clear()
         self.record(list(self.ledgers))
+
+    def _fold(self, run: str, batch: list[Record]) -> None:
+        ledger = self.ledgers[run]
+        for record in batch:
+            ledger.add(record)
+        self.last_ts[run] = batch[-1].ts
+
+    def _isolated(self, run: str, action: Callable[..., Any], *args: Any) -> Any:
+        """`action(*args)` for one run; its failure is logged for that run (once until it changes)
+        and refolds the run from the store at the next tick, so no run stops the others."""
+        try:
+            result = action(*args)
+        except SQLAlchemyError:
+            raise  # the store, not this run: the intake logs it and retries
+        except Exception as exc:  # noqa: BLE001 — one run's bad data must not stop the others
+            failure = f"{type(exc).__name__}: {exc}"
+            if self.failures.get(run) != failure:
+                log.error("run %s: live state not classified: %s", printable(run), printable(failure))
+                self.failures[run] = failure
+            self.ledgers.pop(run, None)
+            self.stale.add(run)
+            return None
+        self.failures.pop(run, None)
+        return result
 
     def _seed(self, run: str) -> None:
         records = load_records(self.engine, run)
@@ -79,7 +103,7 @@ class LiveRuns:
     def record(self, runs: list[str]) -> None:
         """Write these runs' current states in one transaction, then log those that changed."""
         now = self.clock()
-        states = [state for run in runs if (state := self.state(run, now)) is not None]
+        states = [state for run in runs if (state := self._isolated(run, self.state, run, now)) is not None]
         if not states:
             return
         with self.engine.begin() as conn:
@@ -87,7 +111,7 @@ class LiveRuns:
         for state in states:
             before = self.saved.get(state.run)
             if before is None or before.state != state.state:
-                self._log_change(before, state)
+                self._isolated(state.run, self._log_change, before, state)
             self.saved[state.run] = state
 
     def state(self, run: str, now: float) -> LiveState | None:

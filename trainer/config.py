@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import tomllib
 import types
 import typing
@@ -215,17 +216,60 @@ def load_config(name: str | None, overrides: list[str] = ()) -> Config:
     return cfg
 
 
+_AT_LEAST_ONE = ("model.hidden_size", "model.num_attention_heads", "model.num_layers", "model.vocab_size",
+                 "data.seq_len", "data.micro_num", "data.micro_bsz", "data.total_steps", "data.valid_micro_num",
+                 "grad_scaler.growth_interval", "grad_scaler.hysteresis")
+_POSITIVE = ("model.mlp_ratio", "model.norm_eps", "adam.adam_eps", "grad_scaler.initial_scale",
+             "grad_scaler.min_scale", "grad_scaler.max_scale")
+_NOT_NEGATIVE = ("adam.lr", "adam.weight_decay", "lr_scheduler.eta_min", "train.clip_grad_norm", "train.peak_flops",
+                 "train.print_every", "data.valid_every", "data.min_length", "checkpoint.checkpoint_every",
+                 "checkpoint.keep_checkpoint_max")
+_FRACTIONS = {"adam.adam_beta1": "[0, 1)", "adam.adam_beta2": "[0, 1)", "lr_scheduler.warmup_ratio": "[0, 1]",
+              "grad_scaler.backoff_factor": "(0, 1)"}
+
+
+def _value(cfg: Config, key: str) -> Any:
+    group, leaf = key.split(".")
+    return getattr(getattr(cfg, group), leaf)
+
+
+def _check_ranges(cfg: Config) -> None:
+    """Values that cannot be right fail here, naming the key, instead of training into NaN
+    (a negative lr, a beta of 1, an eps of 0) or failing deep inside torch."""
+    for f in dataclasses.fields(Config):
+        for key, value in dataclasses.asdict(getattr(cfg, f.name)).items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{f.name}.{key}: must be a finite number, got {value}")
+    for key in _AT_LEAST_ONE:
+        if _value(cfg, key) < 1:
+            raise ConfigError(f"{key}: must be at least 1, got {_value(cfg, key)}")
+    for key in _POSITIVE:
+        if not _value(cfg, key) > 0:
+            raise ConfigError(f"{key}: must be greater than 0, got {_value(cfg, key)}")
+    for key in _NOT_NEGATIVE:
+        if _value(cfg, key) < 0:
+            raise ConfigError(f"{key}: must be 0 or more, got {_value(cfg, key)}")
+    for key, interval in _FRACTIONS.items():
+        value = _value(cfg, key)
+        low_ok = value > 0 if interval[0] == "(" else value >= 0
+        high_ok = value <= 1 if interval[-1] == "]" else value < 1
+        if not (low_ok and high_ok):
+            raise ConfigError(f"{key}: must be in {interval}, got {value}")
+    scaler = cfg.grad_scaler
+    if scaler.growth_factor <= 1:
+        raise ConfigError(f"grad_scaler.growth_factor: must be greater than 1, got {scaler.growth_factor}")
+    if scaler.min_scale > scaler.max_scale:
+        raise ConfigError(f"grad_scaler.min_scale: {scaler.min_scale} is above grad_scaler.max_scale "
+                          f"{scaler.max_scale}")
+
+
 def validate(cfg: Config) -> None:
-    m, d = cfg.model, cfg.data
+    m = cfg.model
     if m.dtype not in ("fp32", "bf16", "fp16"):
         raise ConfigError(f"model.dtype: expected fp32, bf16 or fp16, got {m.dtype!r}")
+    _check_ranges(cfg)
     if m.hidden_size % m.num_attention_heads or (m.hidden_size // m.num_attention_heads) % 2:
         raise ConfigError("model.hidden_size must be a multiple of 2 × model.num_attention_heads")
-    for where, value in (("data.seq_len", d.seq_len), ("data.micro_num", d.micro_num),
-                         ("data.micro_bsz", d.micro_bsz), ("data.total_steps", d.total_steps),
-                         ("model.num_layers", m.num_layers), ("model.vocab_size", m.vocab_size)):
-        if value < 1:
-            raise ConfigError(f"{where}: must be at least 1, got {value}")
     if cfg.train.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"train.device: expected auto, cpu or cuda, got {cfg.train.device!r}")
     if cfg.checkpoint.resume and cfg.checkpoint.init_from:
@@ -244,17 +288,84 @@ def parse_batches(text: str, available: int, where: str = "data.batch") -> list[
     return batches
 
 
+def read_meta(root: Path) -> dict[str, Any]:
+    """The meta.json of a prepared data folder, checked for what the trainer reads from it;
+    ConfigError naming the file when it is missing, not JSON or not what `prepare` writes."""
+    path = root / "meta.json"
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        problem = _meta_problem(meta)
+    except FileNotFoundError:
+        why = "does not exist" if not root.exists() else "has no meta.json (run `trainledger prepare` first)"
+        raise ConfigError(f"data.path: {root} {why}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        problem = f"unreadable: {exc}"
+    if problem:
+        raise ConfigError(f"{path}: {problem}; run `trainledger prepare` again")
+    return meta
+
+
+def _meta_problem(meta: Any) -> str | None:
+    def count(value: Any) -> bool:
+        return type(value) is int and value >= 0
+
+    if not isinstance(meta, dict):
+        return "not a JSON object"
+    if not isinstance(meta.get("tokenizer"), dict) or not count(meta["tokenizer"].get("vocab_size")):
+        return "no tokenizer.vocab_size"
+    for key in ("batches", "slices"):
+        if not count(meta.get(key)) or meta[key] < 1:
+            return f"{key!r} is not a positive integer"
+    if not isinstance(meta.get("sources"), list) or not all(isinstance(s, str) and s for s in meta["sources"]):
+        return "'sources' is not a list of source names"
+    tokens = meta.get("tokens")
+    if not isinstance(tokens, dict) or not all(isinstance(part, dict) and all(count(n) for n in part.values())
+                                               for part in tokens.values()):
+        return "'tokens' is not a token count per shard folder and source"
+    return None
+
+
 def check_data_path(cfg: Config) -> Path:
-    """The prepared data folder, batch and slice must exist (checked before any process group starts)."""
+    """The prepared data folder, batch and slice must exist and their shards be whole (checked
+    before torch is imported and any process group starts)."""
     path = Path(cfg.data.path)
-    if not (path / "meta.json").is_file():
-        why = "does not exist" if not path.exists() else "has no meta.json (run `trainledger prepare` first)"
-        raise ConfigError(f"data.path: {path} {why}")
-    meta = json.loads((path / "meta.json").read_text())
+    meta = read_meta(path)
     vocab = meta["tokenizer"]["vocab_size"]
     if cfg.model.vocab_size < vocab:
         raise ConfigError(f"model.vocab_size: {cfg.model.vocab_size} is smaller than the data's tokenizer ({vocab})")
-    parse_batches(cfg.data.batch, meta["batches"])
+    batches = parse_batches(cfg.data.batch, meta["batches"])
+    slices = list(range(meta["slices"]))
     if cfg.data.slice.strip():
-        parse_batches(cfg.data.slice, meta["slices"], where="data.slice")
+        slices = parse_batches(cfg.data.slice, meta["slices"], where="data.slice")
+    check_shards(path, meta, [path / f"batch_{b}" / f"slice_{k}" for b in batches for k in slices] + [path / "valid"])
     return path
+
+
+def check_shards(root: Path, meta: dict, folders: list[Path]) -> None:
+    """Every shard meta.json lists in these folders is there and whole, or ConfigError naming
+    the file: a deleted `.bin` would otherwise train on without its source, and an odd-length
+    one or a garbage `.len.npy` fail deep inside numpy."""
+    import numpy as np  # here: a bad config fails before numpy is even imported
+
+    for folder in folders:
+        listed = meta["tokens"].get(folder.relative_to(root).as_posix())
+        if listed is None:
+            raise ConfigError(f"{root / 'meta.json'}: lists no shards for {folder}; run `trainledger prepare` again")
+        for source, tokens in listed.items():
+            bin_path, len_path = folder / f"{source}.bin", folder / f"{source}.len.npy"
+            again = f"meta.json lists {tokens} tokens of {source!r} there; run `trainledger prepare` again"
+            try:
+                size = bin_path.stat().st_size
+            except OSError as exc:
+                raise ConfigError(f"{bin_path}: {exc.strerror.lower()} ({again})") from None
+            if size != 2 * tokens:
+                shape = "an odd length" if size % 2 else "empty" if size == 0 else "the wrong size"
+                raise ConfigError(f"{bin_path}: {size} bytes, {shape} for {tokens} two-byte tokens ({again})")
+            try:
+                lengths = np.load(len_path, allow_pickle=False)
+            except (OSError, ValueError, EOFError) as exc:
+                raise ConfigError(f"{len_path}: not an array of document lengths ({exc}; {again})") from None
+            if (lengths.ndim != 1 or lengths.dtype.kind not in "iu" or (lengths < 0).any()
+                    or int(lengths.sum()) != tokens):
+                raise ConfigError(f"{len_path}: document lengths that do not add up to the {tokens} tokens of "
+                                  f"{bin_path.name} ({again})")

@@ -20,14 +20,13 @@ stopped, whichever node reads it now, and names exactly what of a slice nobody r
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from trainer.config import ConfigError, DataConfig, parse_batches
+from trainer.config import ConfigError, DataConfig, parse_batches, read_meta
 
 IGNORE = -100  # target ignored by the loss (a document boundary inside a packed row)
 
@@ -320,7 +319,7 @@ class DataSet:
 
 def load(cfg: DataConfig) -> DataSet:
     root = Path(cfg.path)
-    meta = json.loads((root / "meta.json").read_text())
+    meta = read_meta(root)
     batches = parse_batches(cfg.batch, meta["batches"])
     if cfg.slice.strip():
         slices = parse_batches(cfg.slice, meta["slices"], where="data.slice")

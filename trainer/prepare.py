@@ -67,23 +67,36 @@ def _input_files(paths: list[Path]) -> list[Path]:
     return files
 
 
+def _utf8(path: Path) -> str:
+    """The file's text; PrepareError naming the file, line and byte offset of invalid UTF-8."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise PrepareError(f"{path}:{line}: invalid UTF-8 at byte offset {exc.start} "
+                           f"({data[exc.start:exc.end]!r}); convert the file to UTF-8") from None
+
+
+def _jsonl_text(path: Path, lineno: int, line: str, text_field: str) -> str:
+    try:
+        text = json.loads(line)[text_field]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise PrepareError(f"{path}:{lineno}: not a JSON object with a {text_field!r} string") from None
+    if not isinstance(text, str):
+        raise PrepareError(f"{path}:{lineno}: {text_field!r} is not a string")
+    return text
+
+
 def _texts(path: Path, text_field: str):
     if path.suffix == ".txt":  # documents are separated by blank lines
-        for block in path.read_text(encoding="utf-8").split("\n\n"):
+        for block in _utf8(path).split("\n\n"):
             if block.strip():
                 yield block.strip()
     elif path.suffix == ".jsonl":
-        with path.open(encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    text = json.loads(line)[text_field]
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    raise PrepareError(f"{path}:{lineno}: not a JSON object with a {text_field!r} string") from None
-                if not isinstance(text, str):
-                    raise PrepareError(f"{path}:{lineno}: {text_field!r} is not a string")
-                yield text
+        for lineno, line in enumerate(_utf8(path).split("\n"), 1):
+            if line.strip():
+                yield _jsonl_text(path, lineno, line, text_field)
     else:
         try:
             import pyarrow.parquet as pq

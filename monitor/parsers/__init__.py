@@ -61,7 +61,7 @@ def parse_lines(parser: Parser, lines: Iterable[str]) -> tuple[list[Record], lis
     bad: list[tuple[int, str]] = []
     for lineno, line in enumerate(lines, 1):
         try:
-            records += parser.feed(line)
+            records += parser.read(line)
         except BadLine as exc:
             bad.append((lineno, str(exc)))
-    return records + parser.flush(), bad
+    return records + parser.drain(), bad

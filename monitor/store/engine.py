@@ -1,10 +1,12 @@
-"""Opening the store: where it lives, the SQLite settings, migrations on open, masked URLs."""
+"""Opening the store: where it lives, the SQLite settings, migrations on open, masked URLs and secrets."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 import orjson
 from alembic import command
@@ -38,20 +40,59 @@ def resolve_url(url_or_path: str | os.PathLike | None = None) -> str:
     return f"sqlite:///{Path(target).expanduser().resolve()}"
 
 
+SECRET_QUERY_KEYS = frozenset({"password", "passwd", "pwd", "sslpassword", "secret", "token", "access_token",
+                               "api_key", "apikey", "auth"})
+"""Query parameters whose value is a secret (`?password=…` is how libpq takes one too)."""
+MASK = "***"
+
+
 def mask_url(url_or_path: str | os.PathLike | None) -> str:
-    """The URL fit to print: the password replaced by ***."""
+    """The URL fit to print: its password, in `user:password@` or in a query parameter, replaced by ***."""
     url = resolve_url(url_or_path)
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except ArgumentError:
         return "<unparseable database URL>"
+    hidden = {key: MASK for key in parsed.query if key.lower() in SECRET_QUERY_KEYS}
+    return parsed.update_query_dict(hidden).render_as_string(hide_password=True).replace(quote(MASK, safe=""), MASK)
 
 
-def _password(url: str) -> str | None:
+def secrets_of(url_or_path: str | os.PathLike | None) -> list[str]:
+    """Every secret in the URL, as written and as decoded, longest first (what `mask_secrets` hides)."""
+    url = resolve_url(url_or_path)
     try:
-        return make_url(url).password
+        parsed = make_url(url)
     except ArgumentError:
-        return None
+        return []
+    values = [parsed.password] if parsed.password else []
+    for key, value in parsed.query.items():
+        if key.lower() in SECRET_QUERY_KEYS:
+            values += [value] if isinstance(value, str) else list(value)
+    found = {form for value in values if value for form in (value, quote(value, safe=""), quote_plus(value))}
+    return sorted(found, key=len, reverse=True)
+
+
+def mask_secrets(text: str, url_or_path: str | os.PathLike | None) -> str:
+    """The text (an error from the driver, a log line) with every secret of the URL replaced by ***."""
+    for secret in secrets_of(url_or_path):
+        text = text.replace(secret, MASK)
+    return text
+
+
+class MaskedLog(logging.Filter):
+    """Hides the store's secrets in every log message: a driver's error may quote its DSN."""
+
+    def __init__(self, url_or_path: str | os.PathLike | None) -> None:
+        super().__init__()
+        self.secrets = secrets_of(url_or_path)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            for secret in self.secrets:
+                message = message.replace(secret, MASK)
+            record.msg, record.args = message, None
+        return True
 
 
 def json_dumps(value) -> str:
@@ -137,9 +178,6 @@ def open_store(url_or_path: str | os.PathLike | None = None, *, read_only: bool 
         raise
     except (SQLAlchemyError, ArgumentError, ImportError, OSError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        reason_line = reason[0] if reason else type(exc).__name__
-        password = _password(url)
-        if password:
-            reason_line = reason_line.replace(password, "***")
+        reason_line = mask_secrets(reason[0] if reason else type(exc).__name__, url)
         raise StoreError(f"cannot open the store {masked}: {reason_line}") from None
     return engine

@@ -152,7 +152,7 @@ def test_one_stop_per_attempt_later_ones_are_echoes():
 
 
 def test_our_own_records_inside_a_text_log_are_kept_as_they_are():
-    own = ('{"v":1,"kind":"finish","run":"gpt-small","attempt":"a7","ts":5.0,"host":"n1","rank":0,'
+    own = ('{"v":1,"kind":"finish","run":"gpt-small","attempt":"a7","ts":1700000005.0,"host":"n1","rank":0,'
            '"step":100,"reason":"total_steps"}')
     (record,) = parse([own])
     assert (record.kind, record.run, record.attempt, record.step) == ("finish", "gpt-small", "a7", 100)

@@ -99,12 +99,12 @@ def test_internevo_pipeline_line_with_one_data_source():
 
 
 def test_early_internlm_comma_separated_lines():
-    parser = InternLMParser(run="r", attempt_prefix="a", clock=lambda: 0.0, tz=timezone.utc)
+    parser = InternLMParser(run="r", attempt_prefix="a", clock=lambda: 1_700_000_000.0, tz=timezone.utc)
     records, bad = parse_lines(parser, (LOG.parent / "internlm_issue22_comma_format.log").read_text().splitlines())
     assert bad == [] and [r.step for r in records] == [9, 36]
     first, second = (r.fields for r in records)
     assert first["tflops"] == 93.48098385143103 and first["loss"] == 7.502509117126465
     assert first["tgs"] == 2104.89 and first["grad_norm"] == 20.60409540743281 and first["lr"] == 2.2e-06
     assert first["num_consumed_tokens"] == 2621440 and first["fwd_bwd_time"] == 6.15
-    assert first["per_source"] == {} and records[0].ts == 0.0  # no timestamp on that line: the clock
+    assert first["per_source"] == {} and records[0].ts == 1_700_000_000.0  # no timestamp on that line: the clock
     assert second["tgs"] == 4233.73 and records[1].ts == 1688999188.977  # 2023-07-10 14:26:28,977 UTC

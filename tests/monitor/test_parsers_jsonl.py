@@ -1,5 +1,6 @@
 """Our own JSONL format, and the registry that chooses a parser per file."""
 
+import time
 from pathlib import Path
 
 import orjson
@@ -73,11 +74,11 @@ def test_numbers_written_as_strings_are_numbers():
 
 
 def test_good_lines_around_a_bad_one_are_kept_and_host_defaults():
-    good = '{"v":1,"kind":"step","run":"r","attempt":"a","ts":5,"step":%d,"loss":2.5}'
+    good = '{"v":1,"kind":"step","run":"r","attempt":"a","ts":1700000005,"step":%d,"loss":2.5}'
     records, bad = parse_lines(_parser(), [good % 1, "\x00\xff garbage", "", good % 2])
     assert [r.step for r in records] == [1, 2]
     assert bad[0][0] == 2
-    assert records[0].host == "fallback-host" and records[0].ts == 5.0
+    assert records[0].host == "fallback-host" and records[0].ts == 1700000005.0
 
 
 def test_sniff_prefers_jsonl_for_our_records_and_refuses_plain_text():
@@ -102,3 +103,15 @@ def test_by_name_lists_the_known_names_for_an_unknown_one():
 
 def test_package_exports_the_contract():
     assert parsers.Parser.__name__ == "Parser" and issubclass(parsers.BadLine, ValueError)
+
+
+@pytest.mark.parametrize(("ts", "reason"), [
+    (1_700_000_000_000, "milliseconds?"), (-5, "before 2000-01-01"), (1e300, "ahead of this host's clock"),
+    (946_684_799.0, "before 2000-01-01"),
+])
+def test_a_record_whose_time_cannot_be_true_is_a_bad_line(ts, reason):
+    good = '{"v":1,"kind":"step","run":"r","attempt":"a","ts":%s,"step":%d,"loss":2.5}'
+    records, bad = parse_lines(_parser(), [good % (1_700_000_000, 1), good % (ts, 2), good % (time.time() + 3600, 3)])
+    assert [r.step for r in records] == [1, 3]  # an hour ahead: a node's clock may run ahead
+    (lineno, error), = bad
+    assert lineno == 2 and "impossible ts" in error and reason in error

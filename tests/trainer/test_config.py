@@ -101,3 +101,36 @@ def test_plan_prints_the_20b_arithmetic_without_data_or_training():
     tokens = cfg.data.micro_bsz * cfg.data.micro_num * cfg.data.seq_len
     assert f"{count_params(cfg.model)[0]:,}" in proc.stdout
     assert f"{tokens:,} per device, {16 * tokens:,} over 16 device(s)" in proc.stdout
+
+
+IMPOSSIBLE_VALUES = [
+    ("adam.lr=-1e-3", "adam.lr: must be 0 or more"), ("adam.lr=nan", "adam.lr: must be a finite number"),
+    ("adam.adam_beta1=1.0", "adam.adam_beta1: must be in [0, 1)"), ("adam.adam_beta2=-0.1", "adam.adam_beta2"),
+    ("adam.adam_eps=0", "adam.adam_eps: must be greater than 0"), ("model.norm_eps=-1e-5", "model.norm_eps"),
+    ("model.hidden_size=0", "model.hidden_size: must be at least 1"),
+    ("model.num_attention_heads=0", "model.num_attention_heads"), ("data.micro_bsz=-2", "data.micro_bsz"),
+    ("train.clip_grad_norm=-1", "train.clip_grad_norm: must be 0 or more"),
+    ("checkpoint.checkpoint_every=-5", "checkpoint.checkpoint_every"),
+    ("checkpoint.keep_checkpoint_max=-1", "checkpoint.keep_checkpoint_max"),
+    ("lr_scheduler.warmup_ratio=1.5", "lr_scheduler.warmup_ratio: must be in [0, 1]"),
+    ("lr_scheduler.warmup_ratio=-0.1", "lr_scheduler.warmup_ratio"),
+    ("train.print_every=-1", "train.print_every"), ("grad_scaler.growth_factor=0.5", "grad_scaler.growth_factor"),
+]
+
+
+def test_values_that_cannot_be_right_are_one_line_errors_naming_the_key(sample_data, tmp_path):
+    """Each through `python -m trainer train` as a process (all started at once: none reaches torch)."""
+    procs = [(needle, subprocess.Popen([PYTHON, "-m", "trainer", "train", "--config", "tiny", f"data.path={sample_data}",
+                                        f"train.out_dir={tmp_path / str(i)}", override], env=env(), cwd=REPO,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+             for i, (override, needle) in enumerate(IMPOSSIBLE_VALUES)]
+    for needle, proc in procs:
+        stdout, stderr = proc.communicate(timeout=60)
+        _assert_one_line_error(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), needle)
+    assert not any((tmp_path / str(i)).exists() for i in range(len(IMPOSSIBLE_VALUES)))  # nothing was started
+
+
+def test_zero_means_off_where_the_docs_say_so():
+    cfg = load_config("tiny", ["train.print_every=0", "train.clip_grad_norm=0", "checkpoint.checkpoint_every=0",
+                               "adam.adam_beta1=0", "lr_scheduler.warmup_ratio=1", "adam.lr=0"])
+    assert cfg.train.print_every == 0 and cfg.lr_scheduler.warmup_ratio == 1.0

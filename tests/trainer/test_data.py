@@ -188,3 +188,77 @@ def test_a_resume_that_no_longer_reads_a_slice_names_every_sample_it_skips():
                                "data_started": ["3"]}
     assert first["0"] + rest["0"] == GlobalSampler(40, 3).order[:12].tolist()
     assert rest["3"] == GlobalSampler(30, 3).order[:4].tolist()  # a slice it never read: from its start
+
+
+def _corrupt_odd_bin(root):
+    path = root / "batch_0" / "slice_0" / "stories.bin"
+    path.write_bytes(path.read_bytes()[:-1])
+    return path
+
+
+def _corrupt_empty_bin(root):
+    path = root / "batch_0" / "slice_0" / "code.bin"
+    path.write_bytes(b"")
+    return path
+
+
+def _delete_bin(root):
+    path = root / "batch_0" / "slice_0" / "recipes.bin"
+    path.unlink()
+    return path
+
+
+def _garbage_lengths(root):
+    path = root / "batch_0" / "slice_0" / "stories.len.npy"
+    path.write_bytes(b"\x93NUMPY garbage, not an array header\n")
+    return path
+
+
+def _lengths_of_another_shard(root):
+    path = root / "valid" / "code.len.npy"
+    np.save(path, np.array([1, 2, 3], dtype=np.int64))
+    return path
+
+
+def _broken_meta(root):
+    path = root / "meta.json"
+    path.write_text(path.read_text()[:40])
+    return path
+
+
+def _meta_without_sources(root):
+    import json
+
+    path = root / "meta.json"
+    meta = json.loads(path.read_text())
+    meta["sources"] = "stories"
+    path.write_text(json.dumps(meta))
+    return path
+
+
+CORRUPTIONS = [_corrupt_odd_bin, _corrupt_empty_bin, _delete_bin, _garbage_lengths, _lengths_of_another_shard,
+               _broken_meta, _meta_without_sources]
+
+
+def test_a_corrupt_or_missing_shard_is_a_one_line_error_naming_the_file(tmp_path):
+    """Each through `python -m trainer train` as one process (all started at once); under
+    torchrun each rank prints the same line and torchrun adds its own ChildFailedError report."""
+    import shutil
+    import subprocess
+
+    from trainer_procs import REPO, env, prepare_sample, train_cmd
+
+    clean = prepare_sample(tmp_path / "clean")
+    runs = []
+    for corrupt in CORRUPTIONS:
+        root = tmp_path / corrupt.__name__
+        shutil.copytree(clean, root)
+        bad = corrupt(root)
+        proc = subprocess.Popen(train_cmd(root, tmp_path / f"out{corrupt.__name__}", "data.total_steps=2"),
+                                env=env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        runs.append((corrupt.__name__, bad, proc))
+    for name, bad, proc in runs:
+        stdout, stderr = proc.communicate(timeout=180)
+        assert proc.returncode == 2 and "Traceback" not in stderr + stdout, (name, stderr)
+        (error,) = stderr.strip().splitlines()
+        assert error.startswith(f"error: {bad}: "), (name, error)

@@ -91,3 +91,18 @@ def test_refuses_to_overwrite_a_prepared_folder(corpus, tmp_path):
     prepare([corpus], tmp_path / "out")
     with pytest.raises(PrepareError, match="not empty"):
         prepare([corpus], tmp_path / "out")
+
+
+@pytest.mark.parametrize("name, content, line, offset", [
+    ("notes.txt", b"first note\n\nsecond \xff note\n", 3, 19),
+    ("web.jsonl", b'{"text": "ok"}\n{"text": "caf\xc3"}\n', 2, 28),
+])
+def test_invalid_utf8_is_one_line_error_naming_file_line_and_byte_offset(tmp_path, name, content, line, offset):
+    bad = tmp_path / name
+    bad.write_bytes(content)
+    proc = subprocess.run([PYTHON, "-m", "trainer", "prepare", str(bad), "--out", str(tmp_path / "o")],
+                          env=env(), cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    (error,) = proc.stderr.strip().splitlines()
+    assert error.startswith(f"error: {bad}:{line}: invalid UTF-8 at byte offset {offset} "), error
+    assert not (tmp_path / "o").exists()
