@@ -95,6 +95,8 @@ class NotifierConfig(_Section):
     password_env: str | None = None
     sender: str | None = None
     to: list[str] = []
+    ca_file: str | None = None
+    """CA bundle that signs the SMTP server's certificate (default: the system's)."""
 
     @model_validator(mode="after")
     def _complete(self) -> NotifierConfig:

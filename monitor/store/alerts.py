@@ -113,3 +113,13 @@ def launch_configs(engine: Engine) -> list[tuple[str, float, dict]]:
         rows = conn.execute(select(events.c.run, events.c.ts, events.c.payload)
                             .where(events.c.kind == "launch").order_by(events.c.ts)).all()
     return [(run, ts, payload or {}) for run, ts, payload in rows]
+
+
+def recent_step_figures(engine: Engine, run: str, last: int = 20) -> list[tuple[int, float, float | None, float | None]]:
+    """(step, ts, tokens/s, MFU) of the run's last `last` step records, newest first (the exporter)."""
+    steps = StepMetric.__table__
+    with engine.connect() as conn:
+        rows = conn.execute(select(steps.c.step, steps.c.ts, func.coalesce(steps.c.tokens_per_s, steps.c.tgs),
+                                   steps.c.mfu).where(steps.c.run == run)
+                            .order_by(steps.c.ts.desc()).limit(last)).all()
+    return [tuple(row) for row in rows]
