@@ -19,6 +19,8 @@ import httpx
 from monitor.escape import printable
 
 log = logging.getLogger("trainledger.notify")
+logging.getLogger("httpx").setLevel(logging.WARNING)
+"""httpx logs every request's full URL at INFO: a webhook's URL is its secret."""
 TRUNCATED = "\n… (truncated)"
 
 

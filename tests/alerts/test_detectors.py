@@ -10,7 +10,7 @@ import pytest
 from monitor.accounting import LiveLedger, Policy
 from monitor.config import RulesConfig
 from monitor.detectors import RunDetectors, replay
-from runs import START, event, jitter, nanochat_records, step
+from alert_runs import START, event, jitter, nanochat_records, step
 
 ALL_DAY = Policy(work_start=time_of_day(0), work_end=time_of_day(23, 59, 59, 999999))
 
