@@ -24,9 +24,10 @@ from monitor.models import Alert
 from monitor.records import Record
 from monitor.routing import Router
 from monitor.store import list_alerts, load_records, raise_alert, resolve_alert
-from monitor.store.alerts import launch_configs, median_throughput
+from monitor.store.alerts import launch_configs, median_throughput, newest_step_ts
 
 log = logging.getLogger("trainledger.alerts")
+SILENCE = frozenset({"stalled", "fault"})
 
 
 class Alerter:
@@ -49,16 +50,30 @@ class Alerter:
             add = detectors.add
             for record in batch:
                 add(record)
-        self.evaluate(list(by_run))
+        self.evaluate(list(by_run), on_commit=True)
 
     def tick(self) -> None:
         for run in self.live.ledgers:
-            if run not in self.detectors:
+            if run not in self.detectors and run not in self.live.stale:
                 self._seed(run)
         self.evaluate(list(self.detectors))
         if self.router is not None:
             self.router.repeat(self._policy)
             self.router.flush()
+
+    def _behind(self, run: str) -> bool:
+        """Before calling a run silent: has another watcher (one per node) stored newer steps of
+        the rank the accounting judges? Then refold it from the store at the next tick and judge
+        it only then."""
+        final = self.live.ledgers[run].segmenter.attempts[-1]
+        if final.step_rank is None:
+            return False
+        newest = newest_step_ts(self.engine, run, final.step_rank)
+        if newest is None or final.last_step_ts is not None and newest <= final.last_step_ts:
+            return False
+        self.live.stale.add(run)
+        del self.detectors[run]
+        return True
 
     def _seed(self, run: str) -> None:
         detectors = RunDetectors(self.config.alerts.rules, self._reference(run))
@@ -90,20 +105,25 @@ class Alerter:
         ledger = self.live.ledgers.get(run)
         return ledger.policy() if ledger is not None else self.live.policy
 
-    def evaluate(self, runs: list[str]) -> None:
-        """Raise what now holds and resolve what no longer does, for these runs."""
+    def evaluate(self, runs: list[str], *, on_commit: bool = False) -> None:
+        """Raise what now holds and resolve what no longer does, for these runs. A batch just
+        committed raises no silence (stalled, fault) — this watcher may not yet have folded what
+        another stored meanwhile; the tick raises it, after catching up — but may end one."""
         now = self.clock()
         for run in runs:
             ledger = self.live.ledgers.get(run)
-            if ledger is None or run not in self.detectors:
+            if ledger is None or run not in self.detectors or run in self.live.stale:
                 continue
             findings = {f.cause: f for f in self.detectors[run].findings(ledger, now)}
-            self._sync(run, findings, self._policy(run), now)
+            if not on_commit and not SILENCE.isdisjoint(findings) and self._behind(run):
+                continue
+            self._sync(run, findings, self._policy(run), now, not_raised=SILENCE if on_commit else frozenset())
 
-    def _sync(self, run: str, findings: dict[str, Finding], policy: Policy, now: float) -> None:
+    def _sync(self, run: str, findings: dict[str, Finding], policy: Policy, now: float,
+              not_raised: frozenset[str]) -> None:
         unresolved = {alert.kind: alert for alert in list_alerts(self.engine, run)}
         for cause, finding in findings.items():
-            if cause in unresolved:
+            if cause in unresolved or cause in not_raised:
                 continue
             alert = raise_alert(self.engine, Alert(run=run, attempt=finding.attempt, ts=now, kind=cause,
                                                    severity=finding.severity, message=finding.message,

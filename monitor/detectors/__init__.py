@@ -47,6 +47,8 @@ class RunDetectors:
         self.skips: deque[tuple[int, int]] = deque(maxlen=rules.skipped_window_steps)
         self.checkpoints: list[tuple[float, int]] = []
         self.attempt: str | None = None
+        self.rank: int | None = None
+        """The rank whose steps are judged (the first to log one in the attempt), as the accounting does."""
         self.step = -1
 
     def add(self, r: Record) -> None:
@@ -60,10 +62,12 @@ class RunDetectors:
         step = r.step
         if step is None:
             return
-        if r.attempt != self.attempt or step < self.step:
-            self.attempt = r.attempt
+        if r.attempt != self.attempt or step < self.step and r.rank == self.rank:
+            self.attempt, self.rank = r.attempt, r.rank
             self.throughput.restart()
             self.mfu.restart()
+        elif r.rank != self.rank:
+            return
         self.step = step
         fields = r.fields
         tps = fields.get("tokens_per_s", fields.get("tgs"))

@@ -123,3 +123,11 @@ def recent_step_figures(engine: Engine, run: str, last: int = 20) -> list[tuple[
                                    steps.c.mfu).where(steps.c.run == run)
                             .order_by(steps.c.ts.desc()).limit(last)).all()
     return [tuple(row) for row in rows]
+
+
+
+def newest_step_ts(engine: Engine, run: str, rank: int) -> float | None:
+    """When this rank of the run last logged a step, as stored by every watcher."""
+    steps = StepMetric.__table__
+    with engine.connect() as conn:
+        return conn.execute(select(func.max(steps.c.ts)).where(steps.c.run == run, steps.c.rank == rank)).scalar()

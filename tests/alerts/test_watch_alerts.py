@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -25,8 +26,8 @@ TRAINLEDGER = str(Path(sys.executable).with_name("trainledger"))
 REPO = Path(__file__).resolve().parents[2]
 STALL_S, FAULT_S = 3.0, 8.0
 WRITER = r"""
-import json, os, sys, time
-log, control = sys.argv[1], sys.argv[2]
+import json, sys, time
+control, logs = sys.argv[1], sys.argv[2:]
 step = 0
 while True:
     mode = open(control).read().strip()
@@ -35,9 +36,11 @@ while True:
     if mode == "write":
         step += 1
         now = time.time()
-        with open(log, "a") as f:
-            f.write(json.dumps({"v": 1, "kind": "step", "run": "night", "attempt": "night-1", "ts": now,
-                                "rank": 0, "step": step, "loss": 2.0, "tokens_per_s": 50000.0}) + "\n")
+        for rank, log in enumerate(logs):
+            with open(log, "a") as f:
+                f.write(json.dumps({"v": 1, "kind": "step", "run": "night", "attempt": "night-1", "ts": now,
+                                    "host": f"node{rank}", "rank": rank, "step": step, "loss": 2.0,
+                                    "tokens_per_s": 50000.0}) + "\n")
         with open(control + ".last", "w") as f:
             f.write(f"{step} {now}")
     time.sleep(0.2)
@@ -123,7 +126,7 @@ def test_a_run_that_stops_at_3am_pages_the_on_call_route_then_recovers(tmp_path)
         env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO), TL_TEST_FEISHU_SECRET=secrets["feishu"],
                    TL_TEST_DINGTALK_URL=f"{receiver.url}/dingtalk/robot/send?access_token=tok3n",
                    TL_TEST_DINGTALK_SECRET=secrets["dingtalk"])
-        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(logs / "events.jsonl"), str(control)])
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(control), str(logs / "events.jsonl")])
         watcher = subprocess.Popen([TRAINLEDGER, "watch", str(logs), "--config", str(config), "--poll", "1",
                                     "--idle-flush", "1", "--live-every", "0.5", "--metrics-port", str(port)],
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -142,7 +145,7 @@ def test_a_run_that_stops_at_3am_pages_the_on_call_route_then_recovers(tmp_path)
             wait_for(training, timeout=60)
 
             control.write_text("pause")  # the writer stops…
-            last_step, last_ts = wait_for(lambda: _settled_last(tmp_path / "control.last"), timeout=10)
+            last_step, last_ts = wait_for(lambda: settled_last(tmp_path / "control.last"), timeout=10)
             stopped_at = datetime.fromtimestamp(last_ts, zone)
             assert (stopped_at.hour, stopped_at.minute // 10) == (3, 0), stopped_at  # …at 03:0x local time
 
@@ -193,12 +196,13 @@ def test_a_run_that_stops_at_3am_pages_the_on_call_route_then_recovers(tmp_path)
     assert {"stalled", "fault"} <= set(alerts) and all(alerts[c].status == "resolved" for c in ("stalled", "fault"))
 
 
-def _settled_last(path: Path):
-    """The writer's last step, once it has written nothing for half a second."""
-    import time
-    first = path.read_text()
-    time.sleep(0.5)
-    if path.read_text() != first:
+def settled_last(path: Path, quiet_s: float = 0.5):
+    """The writer's last step and its time, once it has written nothing for `quiet_s`."""
+    if not path.exists():
         return None
+    first = path.read_text()
+    time.sleep(quiet_s)
+    if path.read_text() != first or len(first.split()) != 2:
+        return None  # still writing (or caught mid-write)
     step, ts = first.split()
     return int(step), float(ts)
