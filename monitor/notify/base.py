@@ -92,8 +92,10 @@ class Outbox:
     """A channel's worker thread and bounded queue."""
 
     def __init__(self, channel: Channel, *, capacity: int = 100, backoff_s: float = 1.0,
-                 max_backoff_s: float = 60.0) -> None:
+                 max_backoff_s: float = 60.0, rate_window_s: float = 60.0) -> None:
         self.channel = channel
+        self.rate_window_s = rate_window_s
+        """The channel's `per_minute` counts within this window (a minute, but in tests)."""
         self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
         self.queue: queue.Queue[Message | None] = queue.Queue(maxsize=capacity)
         self.sent: deque[float] = deque()
@@ -123,10 +125,11 @@ class Outbox:
         if not limit:
             return
         now = time.monotonic()
-        while self.sent and self.sent[0] <= now - 60:
+        while self.sent and self.sent[0] <= now - self.rate_window_s:
             self.sent.popleft()
         if len(self.sent) >= limit:
-            self.stopping.wait(self.sent[0] + 60 - now)
+            self.stopping.wait(self.sent[0] + self.rate_window_s - now)
+            self.sent.popleft()
         self.sent.append(time.monotonic())
 
     def _run(self) -> None:

@@ -58,9 +58,9 @@ class Receiver:
                 query = urllib.parse.parse_qs(url.query)
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
                 signed = None
-                if url.path.startswith("/feishu"):
+                if url.path.startswith("/feishu") and "feishu" in receiver.secrets:
                     signed = feishu_valid(body, receiver.secrets["feishu"])
-                elif url.path.startswith("/dingtalk"):
+                elif url.path.startswith("/dingtalk") and "dingtalk" in receiver.secrets:
                     signed = dingtalk_valid(query, receiver.secrets["dingtalk"])
                 with receiver.lock:
                     receiver.received.append(Received(url.path, query, body, time.time(), signed))
