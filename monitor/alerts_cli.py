@@ -39,7 +39,8 @@ def _engine(db: str | None, config_file: str | None, *, read_only: bool):
     from monitor.store import StoreError, open_store
 
     try:
-        db = db or load_config(config_file).store_url()
+        config = load_config(config_file)  # read even with --db: a bad file is said, not ignored
+        db = db or config.store_url()
     except ConfigError as exc:
         _fail(str(exc))
     try:

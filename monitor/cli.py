@@ -162,7 +162,8 @@ def status(db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
     from monitor.config import load_config
 
     try:
-        db = db or load_config(config_file).store_url()
+        config = load_config(config_file)  # read even with --db: a bad file is said, not ignored
+        db = db or config.store_url()
     except ConfigError as exc:
         _fail(str(exc))
     from rich.console import Console

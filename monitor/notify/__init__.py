@@ -23,7 +23,7 @@ def channel_of(config: NotifierConfig) -> Channel:
         return Email(config.name, host=config.smtp_host, port=config.smtp_port, sender=config.sender, to=config.to,
                      starttls=config.starttls, username=config.username, password=config.resolved("password"),
                      ca_file=config.ca_file, **common)
-    cls = _BY_TYPE[config.type]
+    url = config.resolved("url")
     if config.type in ("feishu", "dingtalk"):
         common["secret"] = config.resolved("secret")
-    return cls(config.name, config.resolved("url"), **common)
+    return _BY_TYPE[config.type](config.name, url, **common)
