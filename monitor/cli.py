@@ -13,7 +13,8 @@ from typing import List, Optional
 
 import typer
 
-from monitor.policy_options import (fault_after_option, holiday_option, maintenance_option, policy_from_options,
+from monitor.config import ConfigError
+from monitor.policy_options import (config_option, fault_after_option, holiday_option, load_policy, maintenance_option,
                                     stall_after_option, timezone_option, work_hours_option)
 
 DB_HELP = "store: a SQLite file path or a postgresql+psycopg:// URL (default: $TRAINLEDGER_DB, else ~/.local/share/trainledger/trainledger.db)"
@@ -67,7 +68,8 @@ def _setup(paths: List[str], db: Optional[str], format: Optional[str], **options
 
 
 def watch(
-    paths: List[str] = typer.Argument(..., help="log files (may not exist yet), folders or globs such as 'runs/*/train.log'"),
+    paths: Optional[List[str]] = typer.Argument(None, help="log files (may not exist yet), folders or globs such as "
+                                                "'runs/*/train.log' (default: the config's [watch] paths)"),
     db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
     format: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP),
     poll: float = typer.Option(2.0, "--poll", help="seconds between full rescans (changes are seen at once via inotify)"),
@@ -78,21 +80,30 @@ def watch(
     live_every: float = typer.Option(5.0, "--live-every", help="seconds between re-classifying the live runs "
                                      "while no record arrives (each stored batch is classified at once)"),
     timezone: Optional[str] = timezone_option(),
-    work_hours: str = work_hours_option(),
+    work_hours: Optional[str] = work_hours_option(),
     holiday: List[str] = holiday_option(),
     maintenance: List[str] = maintenance_option(),
-    stall_after: float = stall_after_option(),
-    fault_after: float = fault_after_option(),
+    stall_after: Optional[float] = stall_after_option(),
+    fault_after: Optional[float] = fault_after_option(),
+    config_file: Optional[str] = config_option(),
+    metrics_port: Optional[int] = typer.Option(None, "--metrics-port", help="serve Prometheus metrics on this port"),
+    metrics_host: str = typer.Option("127.0.0.1", "--metrics-host", help="address the metrics endpoint binds"),
 ) -> None:
     """Follow log files live into the store until SIGTERM or Ctrl-C (a foreground daemon).
-    Each run's live state (training, stalled, fault, …) is kept in the store for `status`."""
-    from monitor.live import LiveRuns
+    Each run's live state (training, stalled, fault, …) is kept in the store for `status`,
+    and the config's alerts are raised and sent (docs/alerts.md)."""
+    from monitor.alerting import start_alerting
+    from monitor.live import Listeners, LiveRuns
     from monitor.store import mask_url
 
     try:
-        policy = policy_from_options(timezone, work_hours, holiday, maintenance, stall_after, fault_after)
+        config, policy = load_policy(config_file, timezone, work_hours, holiday, maintenance, stall_after, fault_after)
     except ValueError as exc:
         _fail(str(exc))
+    paths = paths or config.watch.paths
+    db = db or config.store_url()
+    if not paths:
+        _fail("nothing to watch: give log paths, or [watch] paths in the config")
     if not live_every > 0:
         _fail(f"--live-every {live_every}: expected a positive number of seconds")
     if not linger >= 0:
@@ -106,9 +117,27 @@ def watch(
         signal.signal(signum, lambda *_: stop.set())
     targets, intake = _setup(paths, db, format, batch_bytes=batch_bytes, idle_flush_s=idle_flush,
                              live_tick_s=live_every, linger_s=linger)
-    intake.live = LiveRuns(intake.engine, policy)
+    live = LiveRuns(intake.engine, policy)
+    try:
+        alerter, stop_alerting = start_alerting(intake.engine, live, config)
+    except ConfigError as exc:
+        _fail(str(exc))
+    intake.live = Listeners([live, alerter])
+    metrics = None
+    if metrics_port is not None:
+        from monitor.exporter import serve_metrics
+
+        try:
+            metrics = serve_metrics(intake.engine, policy, metrics_port, metrics_host)
+        except OSError as exc:
+            _fail(f"--metrics-port {metrics_port}: {exc.strerror or exc}")
     logging.getLogger("trainledger.intake").info("watching %s into %s", " ".join(paths), mask_url(db))
-    intake.watch(targets, stop, poll_s=poll)
+    try:
+        intake.watch(targets, stop, poll_s=poll)
+    finally:
+        stop_alerting()
+        if metrics is not None:
+            metrics.shutdown()
     logging.getLogger("trainledger.intake").info("stopped")
 
 
@@ -139,8 +168,16 @@ def ingest(
     typer.echo(f"{added} new records from {len(targets.files())} files into {mask_url(db)}")
 
 
-def status(db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
+def status(db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+           config_file: Optional[str] = config_option()) -> None:
     """Followed files: how far each is read, how far behind, and its bad lines with the first one."""
+    from monitor.config import load_config
+
+    try:
+        config = load_config(config_file)  # read even with --db: a bad file is said, not ignored
+        db = db or config.store_url()
+    except ConfigError as exc:
+        _fail(str(exc))
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Column, Table
@@ -198,9 +235,11 @@ def _age(seconds: float) -> str:
 def register(app: typer.Typer) -> None:
     """Add the monitor's commands to the top-level app."""
     from dashboard.cli import register as register_dashboard
+    from monitor.alerts_cli import register as register_alerts
     from monitor.ledger import register as register_ledger
 
     for command in (watch, ingest, status):
         app.command()(command)
     register_ledger(app)
     register_dashboard(app)
+    register_alerts(app)

@@ -35,7 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.descriptors import Descriptors
 from monitor.escape import example
-from monitor.live import LiveRuns
+from monitor.live import Listener
 from monitor.models import SourceStatus
 from monitor.new_files import NewFiles
 from monitor.parsers import BadLine, Parser, by_name, sniff
@@ -91,7 +91,7 @@ class Intake(NewFiles, Rotation, SharedTransactions, Descriptors):
 
     def __init__(self, engine: Engine, *, format: str | type[Parser] | None = None, host: str | None = None,
                  batch_bytes: int = 1 << 20, idle_flush_s: float = 5.0,
-                 on_bytes: Callable[[int], None] | None = None, live: LiveRuns | None = None,
+                 on_bytes: Callable[[int], None] | None = None, live: Listener | None = None,
                  live_tick_s: float = 5.0, linger_s: float = 300.0, max_open: int | None = None) -> None:
         self.engine = engine
         self.format = by_name(format) if isinstance(format, str) else format
@@ -103,7 +103,8 @@ class Intake(NewFiles, Rotation, SharedTransactions, Descriptors):
         self.idle_flush_s = idle_flush_s
         self.on_bytes = on_bytes
         self.live = live
-        """Classifies the runs as their records are committed (monitor/live.py); None: not at all."""
+        """Told of each committed batch and each tick: the live accounting and the alerts
+        (monitor/live.py Listeners); None: no one."""
         self.live_tick_s = live_tick_s
         self.linger_s = linger_s
         """While watching, a file renamed away or deleted is read on until idle this long."""

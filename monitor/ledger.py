@@ -20,8 +20,9 @@ from rich.table import Table
 
 from monitor.accounting import DAY, Ledger, compute_ledger, parse_timezone
 from monitor.accounting.figures import hours
+from monitor.config import ConfigError
 from monitor.escape import json_printable, printable
-from monitor.policy_options import (fault_after_option, holiday_option, maintenance_option, policy_from_options,
+from monitor.policy_options import (config_option, fault_after_option, holiday_option, load_policy, maintenance_option,
                                     stall_after_option, timezone_option, work_hours_option)
 
 FORMATS = ("table", "csv", "json", "markdown")
@@ -140,11 +141,12 @@ def ledger_command(
                                   "then ~/.local/share/trainledger/trainledger.db)."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv, json or markdown."),
     timezone: str | None = timezone_option(),
-    work_hours: str = work_hours_option(),
+    work_hours: str | None = work_hours_option(),
     holiday: list[str] = holiday_option(),
     maintenance: list[str] = maintenance_option(),
-    stall_after: float = stall_after_option(),
-    fault_after: float = fault_after_option(),
+    stall_after: float | None = stall_after_option(),
+    fault_after: float | None = fault_after_option(),
+    config_file: str | None = config_option(),
     live: bool = typer.Option(False, "--live", help="Account up to now: for a run that is still going."),
 ) -> None:
     """Print a run's ledger: every launch and downtime, the pie in days, goodput and ETTR."""
@@ -155,11 +157,14 @@ def ledger_command(
     if fmt not in FORMATS:
         raise typer.BadParameter(f"{fmt!r} is not one of {', '.join(FORMATS)}", param_hint="--format")
     try:
-        policy = policy_from_options(timezone, work_hours, holiday, maintenance, stall_after, fault_after)
+        config, policy = load_policy(config_file, timezone, work_hours, holiday, maintenance, stall_after, fault_after)
+    except ConfigError as exc:
+        err.print(f"error: {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     try:
-        engine = open_store(db, read_only=True)
+        engine = open_store(db or config.store_url(), read_only=True)
         # Streamed light records: a million-step run's ledger never holds a Record per step.
         result = compute_ledger(accounting_records(engine, run), policy, now=wall_clock() if live else None)
         known = [] if result else [r.name for r in list_runs(engine)]

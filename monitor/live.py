@@ -4,8 +4,10 @@
 store the first time the run shows up, then fed each batch the intake has committed (never
 before: what is classified is what is stored). After each batch, and on a periodic tick while
 nothing arrives (that is how `training` turns `stalled`, then `fault`), it writes each run's
-current state to the `live_states` table and logs every change of state — the hook alerts
-will use.
+current state to the `live_states` table and logs every change of state.
+
+The intake calls its listeners (`Listeners`): this live accounting first, then what reads its
+ledgers (the alerts, monitor/alerting.py), each on every committed batch and every tick.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Protocol
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -27,6 +29,26 @@ from monitor.store import list_live_states, load_records, save_live_states
 log = logging.getLogger("trainledger.live")
 SETTLED = frozenset({"fault", "manual", "waiting"})
 """States that only a new record changes; a run in another one keeps being classified as time passes."""
+
+
+class Listener(Protocol):
+    def committed(self, records: list[Record]) -> None:
+        """A batch the intake has just committed (never one it has not)."""
+
+    def tick(self) -> None:
+        """Time has passed with or without records (every `--live-every` seconds)."""
+
+
+class Listeners(list):
+    """The watcher's on-commit and on-tick callbacks, called in order."""
+
+    def committed(self, records: list[Record]) -> None:
+        for listener in self:
+            listener.committed(records)
+
+    def tick(self) -> None:
+        for listener in self:
+            listener.tick()
 
 
 class LiveRuns:

@@ -200,16 +200,34 @@ class LiveState(SQLModel, table=True):
 
 
 class Alert(SQLModel, table=True):
-    """An alert raised from accounting or step figures (written by the alerts module, later)."""
+    """A condition a detector found in a run (monitor/detectors/, kept by monitor/alerting.py):
+    open, acknowledged, then resolved when the condition clears. At most one alert per
+    (run, kind) is not resolved: a partial unique index, so several watchers raise it once."""
 
     __tablename__ = "alerts"
-    __table_args__ = (Index("ix_alerts_run_ts", "run", "ts"),)
+    __table_args__ = (Index("ix_alerts_run_ts", "run", "ts"),
+                      Index("ux_alerts_unresolved", "run", "kind", unique=True,
+                            sqlite_where=text("status != 'resolved'"), postgresql_where=text("status != 'resolved'")))
     id: Optional[int] = Field(default=None, primary_key=True)
     run: str
     attempt: Optional[str] = None
     ts: float
     kind: str
+    """The cause: stalled, fault, throughput, … (monitor/detectors/finding.py)."""
     severity: str = "warning"
     message: str = Field(sa_column=Column(Text, nullable=False))
     payload: Optional[dict[str, Any]] = Field(default=None, sa_column=Column(JSONType))
     resolved_ts: Optional[float] = None
+    status: str = "open"
+    """open | acknowledged | resolved"""
+    acked_ts: Optional[float] = None
+    notified_ts: Optional[float] = None
+    """When a watcher last claimed the sending of it (first message or repeat)."""
+
+
+class AlertMute(SQLModel, table=True):
+    """`trainledger alerts mute RUN`: no message about the run until `until` (alerts still kept)."""
+
+    __tablename__ = "alert_mutes"
+    run: str = Field(primary_key=True)
+    until: float
