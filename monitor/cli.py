@@ -181,7 +181,9 @@ def _age(seconds: float) -> str:
 def register(app: typer.Typer) -> None:
     """Add the monitor's commands to the top-level app."""
     from monitor.ledger import register as register_ledger
+    from monitor.projections.cli import register as register_projections
 
     for command in (watch, ingest, status):
         app.command()(command)
     register_ledger(app)
+    register_projections(app)

@@ -103,7 +103,7 @@ def _total_steps(series: StepSeries, done: int, total_steps: int | None, total_t
         return done + int(np.ceil(max(total_tokens - done_tokens, 0) / per_step)), "given (--total-tokens)"
     configured = series.launch_fact("total_steps")
     if configured:
-        return int(configured), "launch record (total_steps)"
+        return int(configured), "the launch record (total_steps)"
     if series.total_steps_logged:
         return int(series.total_steps_logged), "the log's step lines"
     raise EtaError("the run does not say its total steps; give --total-steps or --total-tokens")
@@ -159,7 +159,7 @@ def _terms(e: Eta) -> list[tuple[str, str, str]]:
     f = e.faults
     lines = [
         ("steps", f"{e.done_step:,} of {e.total_steps:,} ({e.remaining_steps:,} to go)",
-         f"total from the {e.total_from}; done = the newest step record"),
+         f"total from {e.total_from}; done = the newest step record"),
         ("step time", f"{st.median:.3f} s (± {st.sd:.3f}; P10–P90 {st.p10:.3f}–{st.p90:.3f})",
          f"median of the newest {st.n:,} measured steps; ± is the MAD-based standard deviation"),
     ]
