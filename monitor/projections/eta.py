@@ -7,7 +7,8 @@ spread, summed over the steps), stretched by the run's measured in-training over
 and faults allow (Jeffreys posterior: Gamma(faults + ½, training time)); a Poisson number of
 faults over the simulated compute time; each fault costing one of the run's own past fault
 costs (downtime to the next first step, off-hours nights included, plus progress redone),
-drawn with replacement. P10, P50 and P90 of the simulated finish times make the range.
+drawn with replacement from that future's own resample of them (a bootstrap of the history,
+so that few past faults widen the range). P10, P50 and P90 of the simulated finish times make the range.
 """
 
 from __future__ import annotations
@@ -136,8 +137,12 @@ def estimate_eta(records: Sequence[Record] | StepSeries, ledger: Ledger, *, tota
         else np.zeros(simulations)
     counts = rng.poisson(rate * simulated) if remaining else np.zeros(simulations, np.int64)
     costs = np.asarray(history.costs_s or (assumed_fault_cost_s,))
-    drawn = rng.choice(costs, int(counts.sum()))
-    lost = np.bincount(np.repeat(np.arange(simulations), counts), weights=drawn, minlength=simulations)
+    # each simulated future draws its faults' costs from its own resample of the past costs, so
+    # that a few past faults carry the uncertainty of their mean, not only their spread
+    owner = np.repeat(np.arange(simulations), counts)
+    pasts = rng.integers(0, len(costs), (simulations, len(costs)))
+    drawn = costs[pasts[owner, rng.integers(0, len(costs), len(owner))]]
+    lost = np.bincount(owner, weights=drawn, minlength=simulations)
     finish = ref + simulated + lost
     p10, p50, p90 = (float(v) for v in np.percentile(finish, [10, 50, 90]))
 
