@@ -99,9 +99,9 @@ def _loss(series: StepSeries) -> list[Figure]:
     if not len(finite):
         return []
     at = finite[np.argmin(loss[finite])]
-    return [Figure("loss", "loss, first", float(loss[finite[0]]), better="lower"),
-            Figure("loss", "loss, last", float(loss[finite[-1]]), better="lower"),
-            Figure("loss", "loss, minimum", float(loss[at]), better="lower"),
+    return [Figure("loss", "loss, first", float(loss[finite[0]]), "{:.4f}", "lower"),
+            Figure("loss", "loss, last", float(loss[finite[-1]]), "{:.4f}", "lower"),
+            Figure("loss", "loss, minimum", float(loss[at]), "{:.4f}", "lower"),
             Figure("loss", "loss minimum at step", int(series.step[at]), "{:,}")]
 
 
