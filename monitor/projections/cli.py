@@ -190,6 +190,21 @@ def whatif(
         console.print(f"• {escape(line)}", soft_wrap=True)
 
 
+def _ingest(db: Optional[str], paths: List[str]) -> None:
+    """Read `paths` into the store (once: nothing is stored twice), or a one-line error."""
+    from monitor.intake import Intake
+    from monitor.sources import Targets
+    from monitor.store import StoreError, open_store
+
+    try:
+        targets = Targets(paths)
+        Intake(open_store(db)).ingest(targets)
+    except FileNotFoundError as exc:
+        _fail(f"--ingest: {exc}")
+    except StoreError as exc:
+        _fail(str(exc), 1)
+
+
 def _summaries(db: Optional[str], run: str, other: Optional[str], timezone, work_hours, holiday):
     from monitor.projections.compare import compare_runs
     from monitor.projections.summary import summarize
@@ -210,11 +225,15 @@ def report(
     out: Path = typer.Option(Path("."), "--out", help="Folder for report.md and report.html."),
     total_steps: Optional[int] = typer.Option(None, "--total-steps", min=1, help="For the finish projection of a run "
                                               "still going, when its launch record does not say them."),
+    ingest: List[str] = typer.Option([], "--ingest", help="Read these log files into --db first (repeatable): "
+                                     "what the trainer does at a finish, into a temporary store."),
     timezone: Optional[str] = timezone_option(),
     work_hours: str = work_hours_option(),
     holiday: List[str] = holiday_option(),
 ) -> None:
     """Write the run report (report.md, and report.html: self-contained, plots inline, opens offline)."""
+    if ingest:
+        _ingest(db, ingest)
     from monitor.projections.eta import EtaError, estimate_eta
     from monitor.report.content import report_blocks
     from monitor.report.render import to_html, to_markdown

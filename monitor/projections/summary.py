@@ -81,9 +81,9 @@ def _overview(series: StepSeries, ledger: Ledger) -> list[Figure]:
     tokens = series.tokens_logged or (steps * per_step if steps and per_step else None)
     params = series.launch_fact("n_params")
     return [
-        Figure("overview", "model parameters", params / 1e6 if params else None, "{:,.1f} M"),
+        Figure("overview", "model parameters", params, "{:,.0f}"),
         Figure("overview", "steps", steps, "{:,}"),
-        Figure("overview", "tokens", tokens / 1e9 if tokens else None, "{:,.3f} B"),
+        Figure("overview", "tokens", tokens, "{:,.0f}"),
         Figure("overview", "tokens per step", per_step, "{:,.0f}"),
         Figure("overview", "wall time", ledger.wall_s / 3600, "{:,.2f} h"),
         Figure("overview", "training time", ledger.seconds["training"] / 3600, "{:,.2f} h"),
