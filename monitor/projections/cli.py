@@ -27,7 +27,6 @@ def _fail(message: str, code: int = 2) -> None:
 
 @dataclass
 class Loaded:
-    records: list
     ledger: object
     series: object
     engine: object
@@ -35,10 +34,13 @@ class Loaded:
 
 def _load(db: Optional[str], run: str, timezone: Optional[str] = None, work_hours: str = "09:30-22:00",
           holiday: tuple = (), live: bool = False, engine=None) -> Loaded:
-    """The run's records, ledger and step series, or a one-line error (exit 1) naming what is missing."""
+    """The run's ledger and step series, or a one-line error (exit 1) naming what is missing. Step
+    figures are read as columns (a million steps in a second or so), not as a Record each."""
+    from eventschema import KINDS
     from monitor.accounting import compute_ledger
-    from monitor.projections.series import step_series
+    from monitor.projections.series import light_records, series_from_columns
     from monitor.store import StoreError, list_runs, load_records, open_store
+    from monitor.store.columns import load_step_columns
 
     try:
         policy = policy_from_options(timezone, work_hours, list(holiday), [])
@@ -46,15 +48,16 @@ def _load(db: Optional[str], run: str, timezone: Optional[str] = None, work_hour
         _fail(str(exc))
     try:
         engine = engine or open_store(db, read_only=True)
-        records = load_records(engine, run)
-        known = [] if records else [r.name for r in list_runs(engine)]
+        events = load_records(engine, run, kinds=[kind for kind in KINDS if kind != "step"])
+        columns = load_step_columns(engine, run)
+        known = [] if events or len(columns.ts) else [r.name for r in list_runs(engine)]
     except StoreError as exc:
         _fail(str(exc), 1)
-    if not records:
+    if not events and not len(columns.ts):
         others = f"; runs in the store: {', '.join(known)}" if known else "; the store has no runs yet"
         _fail(f"no run named {run}{others}", 1)
-    ledger = compute_ledger(records, policy, now=wall_clock() if live else None)
-    return Loaded(records, ledger, step_series(records), engine)
+    ledger = compute_ledger(light_records(columns, events, run), policy, now=wall_clock() if live else None)
+    return Loaded(ledger, series_from_columns(columns, events), engine)
 
 
 def _check_format(fmt: str, allowed: tuple[str, ...]) -> None:

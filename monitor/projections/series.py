@@ -7,6 +7,7 @@ step count once. Figures a format does not log are NaN.
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -14,6 +15,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from monitor.records import Record
+from monitor.store.columns import StepColumns
 
 NAN = math.nan
 FIGURES = ("step_time", "tokens_per_s", "tgs", "mfu", "loss", "peak_mem_bytes")
@@ -121,6 +123,36 @@ def step_series(records: Iterable[Record]) -> StepSeries:
     series.nodes = np.asarray(nodes, dtype=np.int64)
     series.figures = {name: np.asarray(values, dtype=np.float64) for name, values in columns.items()}
     return series
+
+
+def series_from_columns(columns: StepColumns, events: Iterable[Record]) -> StepSeries:
+    """The same StepSeries as `step_series(records)`, from a run's step columns and its other
+    records: the fast path for a long run (no Record per step)."""
+    series = step_series(events)
+    codes = columns.attempt
+    first_rows = np.unique(codes, return_index=True)[1] if len(codes) else np.empty(0, np.int64)
+    step_rank = np.zeros(len(columns.attempts), dtype=np.int64)
+    step_rank[codes[first_rows]] = columns.rank[first_rows]
+    keep = columns.rank == step_rank[codes] if len(codes) else np.empty(0, dtype=bool)
+    nodes_of = {launch.attempt: int(launch.fields.get("nodes") or 0) for launch in series.launches}
+    series.ts, series.step, series.attempt = columns.ts[keep], columns.step[keep], codes[keep]
+    series.nodes = np.asarray([nodes_of.get(name, 0) for name in columns.attempts], dtype=np.int64)[codes[keep]] \
+        if len(codes) else np.empty(0, np.int64)
+    series.figures = {name: columns.figures[name][keep] for name in FIGURES}
+    tokens = columns.figures["num_consumed_tokens"][keep]
+    logged = np.flatnonzero(np.isfinite(tokens))
+    series.tokens_logged = float(tokens[logged[-1]]) if len(logged) else None
+    series.total_steps_logged = columns.total_steps_logged
+    return series
+
+
+def light_records(columns: StepColumns, events: list[Record], run: str) -> list[Record]:
+    """The run's records for the ledger, its step records without their figures (which the
+    accounting does not read), in ts order."""
+    names, hosts = columns.attempts, columns.host
+    steps = [Record("step", run, names[a], t, hosts[i], r, s) for i, (a, t, r, s) in
+             enumerate(zip(columns.attempt.tolist(), columns.ts.tolist(), columns.rank.tolist(), columns.step.tolist()))]
+    return list(heapq.merge(steps, events, key=lambda record: record.ts))
 
 
 @dataclass(frozen=True)
