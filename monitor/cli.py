@@ -237,9 +237,11 @@ def register(app: typer.Typer) -> None:
     from dashboard.cli import register as register_dashboard
     from monitor.alerts_cli import register as register_alerts
     from monitor.ledger import register as register_ledger
+    from monitor.projections.cli import register as register_projections
 
     for command in (watch, ingest, status):
         app.command()(command)
     register_ledger(app)
     register_dashboard(app)
     register_alerts(app)
+    register_projections(app)

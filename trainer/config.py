@@ -91,6 +91,7 @@ class TrainConfig:
     print_every: int = 1  # one-line summary on stdout every N steps (0 = never)
     log_dir: str = ""  # this node's event log folder ("" = out_dir); checkpoints stay in out_dir
     collective_timeout_s: float = 0.0  # a collective waiting longer for a peer fails (0 = torch's default)
+    report: bool = True  # at a finish, rank 0 writes report.md and report.html into out_dir (best effort)
 
 
 @dataclass
@@ -133,7 +134,8 @@ class Config:
         d = self.to_dict()
         d.pop("debug")
         d.pop("checkpoint")
-        d["train"] = {k: v for k, v in d["train"].items() if k not in ("out_dir", "events", "print_every", "log_dir", "collective_timeout_s")}
+        local = ("out_dir", "events", "print_every", "log_dir", "collective_timeout_s", "report")
+        d["train"] = {k: v for k, v in d["train"].items() if k not in local}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     @property

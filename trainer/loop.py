@@ -32,6 +32,7 @@ from trainer.events import Recorder, new_attempt_id, run_id_for
 from trainer.model import GPT, count_params, device_name, flops_per_token, peak_flops
 from trainer.optim import LossScaler, build_lr_scheduler, build_optimizer
 from trainer.prepare import EOS
+from trainer.report import write_report
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -325,6 +326,8 @@ def train(cfg: Config) -> Summary:
         raise
     gc.collect()
     distributed.close(env, clean=True)
+    if env.is_lead and cfg.train.report and cfg.train.events and summary.end != "stop":
+        write_report(Path(cfg.train.out_dir))  # after the group closed: no rank waits for it
     return summary
 
 
