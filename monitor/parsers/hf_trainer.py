@@ -116,7 +116,8 @@ class HFTrainerParser(TextParser):
     @classmethod
     def sniff(cls, head: list[str]) -> float:
         if head_matches(head, _BANNER_RE, re.compile(r"\{'(loss|eval_loss|train_runtime)': ")):
-            return 0.9
+            swift = head_matches(head, re.compile(r"'global_step/max_steps': "))  # ms-swift's (swift.py)
+            return 0.0 if swift else 0.9
         return 0.0
 
     def parse_line(self, line: str, rank: int) -> list[Record] | None:
