@@ -9,10 +9,12 @@ import signal
 import threading
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import List, Optional
 
 import typer
 
+from monitor.formats_cli import formats_option, use_formats_file
 from monitor.policy_options import (fault_after_option, holiday_option, maintenance_option, policy_from_options,
                                     stall_after_option, timezone_option, work_hours_option)
 
@@ -71,6 +73,7 @@ def watch(
     maintenance: List[str] = maintenance_option(),
     stall_after: float = stall_after_option(),
     fault_after: float = fault_after_option(),
+    formats: Optional[Path] = formats_option(),
 ) -> None:
     """Follow log files live into the store until SIGTERM or Ctrl-C (a foreground daemon).
     Each run's live state (training, stalled, fault, …) is kept in the store for `status`."""
@@ -81,6 +84,7 @@ def watch(
         policy = policy_from_options(timezone, work_hours, holiday, maintenance, stall_after, fault_after)
     except ValueError as exc:
         _fail(str(exc))
+    use_formats_file(formats)
     if not live_every > 0:
         _fail(f"--live-every {live_every}: expected a positive number of seconds")
     if not linger >= 0:
@@ -105,6 +109,7 @@ def ingest(
     db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
     format: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP),
     batch_bytes: int = typer.Option(1 << 20, "--batch-bytes", hidden=True),
+    formats: Optional[Path] = formats_option(),
 ) -> None:
     """Read log files into the store once, to their end, and exit (safe to repeat: nothing is stored twice)."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
@@ -113,6 +118,7 @@ def ingest(
     from monitor.store import count_records, mask_url
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    use_formats_file(formats)
     targets, intake = _setup(paths, db, format, batch_bytes=batch_bytes)
     before = sum(count_records(intake.engine).values())
     columns = (TextColumn("ingest"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
@@ -134,6 +140,7 @@ def status(db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None
     from rich.table import Column, Table
 
     from monitor.store import list_live_states, list_runs, list_sources, mask_url
+    from monitor.unknown_format import report_unknown
 
     engine = _open(db, read_only=True)
     sources = list_sources(engine)
@@ -155,6 +162,7 @@ def status(db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None
         if src.first_bad_line is not None:
             console.print(f"{escape(src.path)}:{src.first_bad_line}: {escape(src.first_bad_reason or '')}: "
                           f"{escape(src.first_bad_example or '')}", soft_wrap=True)
+    report_unknown(console, sources)
     live = list_live_states(engine)
     if live:
         runs = Table("state", "since", "last step", "last record", title="live runs (as `trainledger watch` last saw them)")
@@ -180,8 +188,10 @@ def _age(seconds: float) -> str:
 
 def register(app: typer.Typer) -> None:
     """Add the monitor's commands to the top-level app."""
+    from monitor.formats_cli import register as register_formats
     from monitor.ledger import register as register_ledger
 
     for command in (watch, ingest, status):
         app.command()(command)
     register_ledger(app)
+    register_formats(app)

@@ -14,8 +14,8 @@ cleaning, rank prefixes, timestamps, the file clock, attempts and every shared e
 
 A step line is read either by `step_line`, a regular expression with named groups, or by
 `key_value` (`{ separator = ":", pairs = "," , line = "regex a step line matches" }`), which
-splits the line into `key: value` pairs. A group named `rest` is read as key/value pairs too
-(with `key_value`'s separators, by default `: ` and `,`). `step` names the field holding the step
+splits the line into `key: value` pairs. A `step_line` group named `rest` is read as key/value
+pairs too (with `key_value`'s separators when it is given, else `:` and `,`). `step` names the field holding the step
 (`12` or `12/500`); `time` and `time_format` (strptime, or `unix`, `unix_ms`) the field holding
 the line's time, else the line's own stamp or the file clock (advanced by `step_time` when it is
 mapped). Figures the table does not map keep their own (snake_case) name when `keep_unmapped`.
@@ -89,8 +89,8 @@ class DeclaredFormat(BaseModel):
 
     @model_validator(mode="after")
     def _one_style(self) -> DeclaredFormat:
-        if (self.step_line is None) == (self.key_value is None):
-            raise ValueError("give exactly one of step_line (a regex with named groups) or key_value")
+        if self.step_line is None and self.key_value is None:
+            raise ValueError("give step_line (a regex with named groups) or key_value (key/value pairs)")
         if self.step_line is not None:
             groups = set(self.step_line.groupindex)
             if self.step not in groups:
@@ -150,10 +150,10 @@ class DeclaredParser(TextParser):
             match = spec.step_line.search(line)
             if match is None:
                 return None
-            values = {k: v for k, v in match.groupdict().items() if v is not None}
-            rest = values.pop("rest", None)
-            if rest:
-                values.update(self._pairs(rest))
+            groups = {k: v for k, v in match.groupdict().items() if v is not None}
+            rest = groups.pop("rest", None)
+            values = self._pairs(rest) if rest else {}
+            values.update(groups)  # a named group wins over a pair of the same name
             return values
         style = spec.key_value
         if style.line is not None:
@@ -220,18 +220,24 @@ class DeclaredParser(TextParser):
 
 
 def _error(source: str, index: int, table: dict, exc: ValidationError) -> DeclaredFormatError:
-    first = exc.errors()[0]
-    key = ".".join(str(part) for part in first["loc"]) or "(table)"
+    first = max(exc.errors(), key=lambda error: len(error["loc"]))  # a union's most specific member
+    key = ".".join(str(part) for part in first["loc"] if not _union_tag(part)) or "(table)"
     name = table.get("name") if isinstance(table, dict) else None
     where = f"[[formats]] #{index}" + (f" ({name})" if isinstance(name, str) else "")
     message = first["msg"].removeprefix("Value error, ")
     return DeclaredFormatError(f"{source}: {where}: {key}: {message}")
 
 
-def load_declared_formats(tables: list[dict], source: str) -> list[type[DeclaredParser]]:
+def _union_tag(part: object) -> bool:
+    """pydantic names the member of a union in an error's location (`str`, `FieldSource`)."""
+    return isinstance(part, str) and (part in ("str", "float", "int", "bool") or part[:1].isupper() or "[" in part)
+
+
+def load_declared_formats(tables: list[dict], source: str, *, register: bool = True) -> list[type[DeclaredParser]]:
     """Parser classes for the `[[formats]]` tables read from `source` (a file name, for errors),
-    registered so that `--format NAME`, sniffing and the store's saved format names find them.
-    DeclaredFormatError (one line naming the file, the table and the key) on a broken one."""
+    registered (unless `register` is false) so that `--format NAME`, sniffing and the store's
+    saved format names find them. DeclaredFormatError (one line naming the file, the table and
+    the key) on a broken one; then nothing is registered."""
     from monitor.parsers import add_formats, registry
 
     if not isinstance(tables, list):
@@ -247,11 +253,12 @@ def load_declared_formats(tables: list[dict], source: str) -> list[type[Declared
             raise DeclaredFormatError(f"{source}: [[formats]] #{index} ({spec.name}): name: "
                                       f"{spec.name!r} is already a format")
         classes.append(type(f"Declared_{spec.name}", (DeclaredParser,), {"name": spec.name, "spec": spec}))
-    add_formats(classes)
+    if register:
+        add_formats(classes)
     return classes
 
 
-def load_formats_file(path: str) -> list[type[DeclaredParser]]:
+def load_formats_file(path: str, *, register: bool = True) -> list[type[DeclaredParser]]:
     """The formats declared in a small TOML file of `[[formats]]` tables."""
     import tomllib
 
@@ -262,4 +269,4 @@ def load_formats_file(path: str) -> list[type[DeclaredParser]]:
         raise DeclaredFormatError(f"{path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise DeclaredFormatError(f"{path}: not TOML: {exc}") from None
-    return load_declared_formats(document.get("formats", []), path)
+    return load_declared_formats(document.get("formats", []), path, register=register)
