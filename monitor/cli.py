@@ -14,7 +14,7 @@ from typing import List, Optional
 
 import typer
 
-from monitor.formats_cli import formats_option, use_formats_file
+from monitor.formats_cli import formats_option, ingest_event_files, use_formats_file
 from monitor.policy_options import (fault_after_option, holiday_option, maintenance_option, policy_from_options,
                                     stall_after_option, timezone_option, work_hours_option)
 
@@ -126,6 +126,7 @@ def ingest(
         with Progress(*columns, transient=True, disable=not os.isatty(2)) as progress:
             task = progress.add_task("ingest", total=intake.pending_bytes(targets))
             intake.on_bytes = lambda n: progress.advance(task, n)
+            ingest_event_files(intake.engine, targets, formats)
             intake.ingest(targets)
     except SQLAlchemyError as exc:
         _fail(f"store {mask_url(db)}: {str(getattr(exc, 'orig', None) or exc).splitlines()[0]}", 1)

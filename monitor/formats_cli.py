@@ -82,5 +82,20 @@ def test(
         typer.echo(f"end of file → {orjson.dumps(record.to_event()).decode()}")
 
 
+def ingest_event_files(engine, targets, formats: Optional[Path]) -> None:
+    """`ingest`'s TensorBoard event files (monitor/tfevents.py), with the tag mapping of the
+    `--formats` file's `[tfevents.tags]`; a broken file is a one-line error, exit 2."""
+    from monitor.tfevents import TFEventsError, event_files, ingest_tfevents, read_tag_overrides
+
+    paths = event_files(targets)
+    if not paths:
+        return
+    try:
+        ingest_tfevents(engine, paths, tags=read_tag_overrides(str(formats) if formats else None))
+    except TFEventsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(formats_app, name="formats")
