@@ -119,6 +119,18 @@ def _field_names(tags: dict[str, str] | None) -> dict[str, str]:
     return names
 
 
+_NONE: list[Record] = []
+"""What `feed` returns for an event that completes nothing (never appended to)."""
+
+
+def _tensor_number(value: Any) -> float | None:
+    """A scalar written as a tensor (TensorBoard's newer summaries), else None."""
+    if value.WhichOneof("value") != "tensor":
+        return None
+    tensor = value.tensor
+    return tensor.float_val[0] if tensor.float_val else tensor.double_val[0] if tensor.double_val else None
+
+
 def _snake(tag: str) -> str:
     return re.sub(r"[^0-9a-z]+", "_", tag.lower()).strip("_") or "value"
 
@@ -129,7 +141,8 @@ class EventReader:
     def __init__(self, *, run: str, attempt_prefix: str, host: str, tags: dict[str, str] | None = None,
                  state: dict[str, Any] | None = None) -> None:
         self.run, self.prefix, self.host = run, attempt_prefix, host
-        self.names = _field_names(tags)
+        self.names = {tag: (field, field.startswith("val_")) for tag, field in _field_names(tags).items()}
+        """tag → (record field, is it a validation figure), growing with the tags met."""
         self.state = {"attempt": 1, "last_step": None, "started": False, **(state or {})}
         self._step: int | None = None
         self._fields: dict[str, Any] = {}
@@ -142,29 +155,28 @@ class EventReader:
         return f"{self.prefix}#{self.state['attempt']}"
 
     def feed(self, event: Any) -> list[Record]:
-        """Records completed by this event (a step's are complete when the next step begins)."""
+        """Records completed by this event (a step's are complete when the next step begins).
+        The hot path of a large file: one attribute read per figure where possible."""
         if event.file_version:
             return self._launch(event.wall_time)
         values = event.summary.value
         if not values or (self._step is None and event.step == self.state["last_step"]):
-            return []  # the rest of a step already stored (the file was cut inside it when last read)
-        out = self.finish() if event.step != self._step else []
+            return _NONE  # the rest of a step already stored (the file was cut inside it when last read)
+        out = self.finish() if event.step != self._step else _NONE
         self._step = event.step
-        names, fields, evals, latest, wall_time = self.names, self._fields, self._eval, self._ts, event.wall_time
+        names, latest, wall_time = self.names, self._ts, event.wall_time
+        collected = (self._fields, self._eval)
         for value in values:
-            kind = value.WhichOneof("value")
-            if kind == "simple_value":
-                number = value.simple_value
-            elif kind == "tensor" and value.tensor.float_val:
-                number = value.tensor.float_val[0]
-            elif kind == "tensor" and value.tensor.double_val:
-                number = value.tensor.double_val[0]
-            else:
-                continue
-            field = names.get(value.tag) or _snake(value.tag)
-            number = number if number - number == 0.0 else None
-            validation = field.startswith("val_")
-            (evals if validation else fields)[field] = number
+            number = value.simple_value
+            if number == 0.0 and value.WhichOneof("value") != "simple_value":
+                number = _tensor_number(value)
+                if number is None:
+                    continue
+            named = names.get(value.tag)
+            if named is None:
+                named = names[value.tag] = (_snake(value.tag), False)
+            field, validation = named
+            collected[validation][field] = number if number - number == 0.0 else None
             if wall_time > latest[validation]:
                 latest[validation] = wall_time
         return out
@@ -207,8 +219,11 @@ def read_records(path: str, *, run: str = "run", attempt_prefix: str | None = No
     """Every record of one event file (for tests, the bench and scripts)."""
     reader = EventReader(run=run, attempt_prefix=attempt_prefix or os.path.basename(path), host=host, tags=tags)
     records: list[Record] = []
+    feed = reader.feed
     for _, event in read_events(path):
-        records += reader.feed(event)
+        done = feed(event)
+        if done:
+            records += done
     return records + reader.finish()
 
 

@@ -105,11 +105,15 @@ class DeclaredFormat(BaseModel):
 
 
 def _number(text: str) -> float | None:
-    match = _NUMBER_RE.search(text)
-    if match is None:
-        raise BadLine(f"no number in {text[:40]!r}")
-    raw = match.group(0).replace(",", "")
-    value = float(raw)
+    """The number a value starts with (`1752ms` → 1752, `[10.5]` → 10.5, `83,385` → 83385);
+    nan/inf → None; BadLine when there is none."""
+    try:
+        value = float(text)
+    except ValueError:
+        match = _NUMBER_RE.search(text)
+        if match is None:
+            raise BadLine(f"no number in {text[:40]!r}") from None
+        value = float(match.group(0).replace(",", ""))
     return value if value - value == 0.0 else None
 
 
@@ -121,6 +125,8 @@ class DeclaredParser(TextParser):
     """A text parser built from a `DeclaredFormat` (see the module docstring)."""
 
     spec: ClassVar[DeclaredFormat]
+    _mapped_cache: ClassVar[list[tuple[str, str, float]]]
+    _used_cache: ClassVar[frozenset[str]]
 
     @classmethod
     def sniff(cls, head: list[str]) -> float:
@@ -176,29 +182,46 @@ class DeclaredParser(TextParser):
     def _figures(self, values: dict[str, str]) -> dict[str, Any]:
         spec = self.spec
         fields: dict[str, Any] = {}
-        used = {spec.step, spec.time}
-        for name, source in spec.fields.items():
-            raw = values.get(source.source)
-            used.add(source.source)
+        for name, source, scale in self._mapped():
+            raw = values.get(source)
             if raw is None or not raw.strip():
                 continue
-            if name == "throughput":
-                name = "tgs" if spec.throughput == "per_device" else "tokens_per_s"
             value = _number(raw)
-            if name in _LOSSES and value is None:
-                fields.update(loss_field("nan", name))
-                continue
-            fields[name] = None if value is None else value * source.scale
+            if value is None:
+                fields.update(loss_field("nan", name) if name in _LOSSES else {name: None})
+            else:
+                fields[name] = value * scale if scale != 1.0 else value
         if spec.keep_unmapped:
+            used = self._used()
             for key, raw in values.items():
+                if key in used:
+                    continue
                 name = _snake(key)
-                if key in used or not name or name in fields or name in _RESERVED:
+                if not name or name in fields or name in _RESERVED:
                     continue
                 try:
                     fields[name] = _number(raw)
                 except BadLine:
                     continue
         return fields
+
+    @classmethod
+    def _mapped(cls) -> list[tuple[str, str, float]]:
+        """(record field, source, scale) of the declared fields, worked out once per format."""
+        if "_mapped_cache" not in cls.__dict__:
+            spec = cls.spec
+            throughput = "tgs" if spec.throughput == "per_device" else "tokens_per_s"
+            cls._mapped_cache = [(throughput if name == "throughput" else name, source.source, source.scale)
+                                 for name, source in spec.fields.items()]
+        return cls._mapped_cache
+
+    @classmethod
+    def _used(cls) -> frozenset[str]:
+        """The sources the declaration already reads (the step, the time, the mapped fields)."""
+        if "_used_cache" not in cls.__dict__:
+            spec = cls.spec
+            cls._used_cache = frozenset({spec.step, spec.time, *(source for _, source, _ in cls._mapped())})
+        return cls._used_cache
 
     def _own_time(self, raw: str | None) -> float | None:
         if raw is None:
