@@ -149,3 +149,17 @@ def test_lightning_metrics_csv_rows():
     assert [(r.kind, r.step) for r in records] == [("step", 0), ("eval", 0), ("step", 1), ("eval", 1)]
     assert records[1].fields == {"epoch": 0.0, "val_loss": 2.41, "val_acc": 0.52}
     assert records[2].fields == {"epoch": 1.0, "loss": 1.87}
+
+
+def test_axolotl_and_llamafactory_consoles_are_the_trainers_and_read_as_hf_trainer():
+    for name in ("axolotl/issue592_bar_dicts.log", "axolotl/pr3148_eval_memory.log", "llamafactory/console_issue3529.log"):
+        assert sniff((LOGS / name).read_bytes().decode().split("\n")[:50]).name == "hf_trainer"
+    [step] = [r for r in read("axolotl/issue592_bar_dicts.log", "hf_trainer") if r.kind == "step"]
+    assert (step.step, step.fields["loss"], step.fields["lr"], step.fields["epoch"]) == (283, 0.8635, 0.0001369640787949015, 0.97)
+    assert step.fields["step_source"] == "progress_bar"
+    [evaluation] = read("axolotl/pr3148_eval_memory.log", "hf_trainer")
+    assert evaluation.fields["val_loss"] == 1.3642939329147339
+    assert evaluation.fields["peak_mem_bytes"] == round(10.97 * 2**30)
+    console = steps(read("llamafactory/console_issue3529.log", "hf_trainer"))
+    assert [f["loss"] for f in console.values()] == [1.7319, 1.7129, 1.8102]
+    assert console[min(console)]["grad_norm"] == 0.547949492931366

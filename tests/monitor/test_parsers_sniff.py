@@ -52,6 +52,9 @@ EXPECTED = {
     "lightning/progress_bar_cr_issue4225.log": "lightning",
     "lightning/metrics_csv_layout.csv": "lightning_csv",
     "faults/nccl_watchdog_nemo_progress.log": "lightning",  # NeMo prints Lightning's bar
+    "axolotl/issue592_bar_dicts.log": "hf_trainer",
+    "axolotl/pr3148_eval_memory.log": "hf_trainer",
+    "llamafactory/console_issue3529.log": "hf_trainer",
 }
 
 
