@@ -11,11 +11,12 @@ import typer
 formats_app = typer.Typer(no_args_is_help=True, add_completion=False,
                           help="Log formats: try one on a file, declared ones included.")
 
-FORMATS_HELP = "a TOML file of [[formats]] tables: log formats declared without code (docs/parsers.md)"
+FORMATS_HELP = "a TOML file of \\[\\[formats]] tables: log formats declared without code (docs/parsers.md)"
+"""(The brackets are escaped for rich's markup, which would eat them.)"""
 
 
 def formats_option():
-    return typer.Option(None, "--formats", help=FORMATS_HELP, exists=False)
+    return typer.Option(None, "--formats", help=FORMATS_HELP)
 
 
 def use_formats_file(path: Optional[Path]) -> None:

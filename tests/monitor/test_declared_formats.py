@@ -165,3 +165,11 @@ def test_a_parser_shipped_as_a_package_joins_the_registry(tmp_path, monkeypatch)
         assert (record.step, record.fields["loss"]) == (7, 2.5)
     finally:
         plugins.cache_clear()
+
+
+def test_a_declared_launch_line_opens_the_attempt():
+    table = {**TABLES[2], "name": "torchtune_launch", "launch": r"^Writing logs to "}
+    [parser_class] = load_declared_formats([table], "inline", register=False)
+    records = read(parser_class, "torchtune/codellama_pr1358.log")
+    assert [r.kind for r in records][:2] == ["launch", "step"]
+    assert records[0].fields["format"] == "torchtune_launch" and records[0].attempt == "log#1"
