@@ -9,11 +9,13 @@ import signal
 import threading
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 from monitor.config import ConfigError
+from monitor.formats_cli import formats_option, ingest_event_files, use_config_formats, use_formats_file
 from monitor.policy_options import (config_option, fault_after_option, holiday_option, load_policy, maintenance_option,
                                     stall_after_option, timezone_option, work_hours_option)
 
@@ -88,6 +90,7 @@ def watch(
     config_file: Optional[str] = config_option(),
     metrics_port: Optional[int] = typer.Option(None, "--metrics-port", help="serve Prometheus metrics on this port"),
     metrics_host: str = typer.Option("127.0.0.1", "--metrics-host", help="address the metrics endpoint binds"),
+    formats: Optional[Path] = formats_option(),
 ) -> None:
     """Follow log files live into the store until SIGTERM or Ctrl-C (a foreground daemon).
     Each run's live state (training, stalled, fault, …) is kept in the store for `status`,
@@ -104,6 +107,8 @@ def watch(
     db = db or config.store_url()
     if not paths:
         _fail("nothing to watch: give log paths, or [watch] paths in the config")
+    use_formats_file(formats)
+    use_config_formats(config)
     if not live_every > 0:
         _fail(f"--live-every {live_every}: expected a positive number of seconds")
     if not linger >= 0:
@@ -146,6 +151,8 @@ def ingest(
     db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
     format: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP),
     batch_bytes: int = typer.Option(1 << 20, "--batch-bytes", hidden=True),
+    formats: Optional[Path] = formats_option(),
+    config_file: Optional[str] = config_option(),
 ) -> None:
     """Read log files into the store once, to their end, and exit (safe to repeat: nothing is stored twice)."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
@@ -153,7 +160,16 @@ def ingest(
 
     from monitor.store import count_records, mask_secrets, mask_url
 
+    from monitor.config import load_config
+
+    try:
+        config = load_config(config_file)
+    except ConfigError as exc:
+        _fail(str(exc))
+    db = db or config.store_url()
     _log_to_stderr(logging.WARNING, "%(levelname)s %(message)s", db)
+    use_formats_file(formats)
+    use_config_formats(config)
     targets, intake = _setup(paths, db, format, batch_bytes=batch_bytes)
     before = sum(count_records(intake.engine).values())
     columns = (TextColumn("ingest"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
@@ -161,6 +177,7 @@ def ingest(
         with Progress(*columns, transient=True, disable=not os.isatty(2)) as progress:
             task = progress.add_task("ingest", total=intake.pending_bytes(targets))
             intake.on_bytes = lambda n: progress.advance(task, n)
+            ingest_event_files(intake.engine, targets, formats)
             intake.ingest(targets)
     except SQLAlchemyError as exc:
         _fail(f"store {mask_url(db)}: {mask_secrets(str(getattr(exc, 'orig', None) or exc).splitlines()[0], db)}", 1)
@@ -184,6 +201,7 @@ def status(db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
 
     from monitor.escape import printable
     from monitor.store import list_live_states, list_runs, list_sources, mask_url
+    from monitor.unknown_format import report_unknown
 
     def text(value: str | None) -> str:
         """Text from a log or a file name, fit for the terminal and for rich's markup."""
@@ -209,6 +227,7 @@ def status(db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
         if src.first_bad_line is not None:
             console.print(f"{text(src.path)}:{src.first_bad_line}: {text(src.first_bad_reason)}: "
                           f"{text(src.first_bad_example)}", soft_wrap=True)
+    report_unknown(console, sources)
     live = list_live_states(engine)
     if live:
         runs = Table("state", "since", "last step", "last record", title="live runs (as `trainledger watch` last saw them)")
@@ -236,6 +255,7 @@ def register(app: typer.Typer) -> None:
     """Add the monitor's commands to the top-level app."""
     from dashboard.cli import register as register_dashboard
     from monitor.alerts_cli import register as register_alerts
+    from monitor.formats_cli import register as register_formats
     from monitor.ledger import register as register_ledger
     from monitor.projections.cli import register as register_projections
 
@@ -245,3 +265,4 @@ def register(app: typer.Typer) -> None:
     register_dashboard(app)
     register_alerts(app)
     register_projections(app)
+    register_formats(app)

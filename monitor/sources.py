@@ -44,6 +44,12 @@ _CHECKPOINT_FOLDER_RE = re.compile(r"(?:checkpoint|global_step|step|iter|ckpt)[-
 """`checkpoint-500` (Hugging Face), `global_step500` (DeepSpeed), `iter_0000500` (Megatron),
 `step_000500`: inside a run's output folder, never the run."""
 _DIGITS_RE = re.compile(r"(\d+)")
+TFEVENTS_PREFIX = "events.out.tfevents."
+
+
+def is_tfevents(path: str) -> bool:
+    """A TensorBoard event file: binary, read by `ingest` apart from the text logs (monitor/tfevents.py)."""
+    return os.path.basename(path).startswith(TFEVENTS_PREFIX)
 
 
 def run_name(path: str) -> str:
@@ -184,6 +190,8 @@ class Targets:
 
     def matches(self, path: str) -> bool:
         path = os.path.abspath(path)
+        if is_tfevents(path):
+            return False  # binary: `ingest` reads it apart (monitor/tfevents.py)
         if path in self.files_:
             return True
         name = os.path.basename(path)
@@ -197,13 +205,13 @@ class Targets:
     def files(self) -> list[str]:
         """Every regular file matched now, in natural order (`train_2.log` before `train_10.log`,
         `checkpoint-500/` before `checkpoint-1000/`)."""
-        found = {path for path in self.files_ if is_regular(path)}
+        found = {path for path in self.files_ if is_regular(path) and not is_tfevents(path)}
         for folder in self.folders:
             for root, dirs, names in os.walk(folder):
                 dirs[:] = [d for d in dirs if not d.startswith(".")]
                 found.update(p for name in names if self.matches(p := os.path.join(root, name)) and is_regular(p))
         for pattern in self.globs:
-            found.update(p for p in glob.glob(pattern, recursive=True) if is_regular(p))
+            found.update(p for p in glob.glob(pattern, recursive=True) if is_regular(p) and not is_tfevents(p))
         return sorted(found, key=natural_order)
 
     def roots(self) -> list[tuple[str, bool]]:

@@ -8,12 +8,14 @@ See docs/parsers.md for what each format maps to.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 from importlib import import_module
+from importlib.metadata import entry_points
 
 from monitor.parsers.base import BadLine, Parser
 from monitor.records import Record
 
-__all__ = ["BadLine", "Parser", "by_name", "parse_lines", "registry", "sniff"]
+__all__ = ["BadLine", "Parser", "add_formats", "by_name", "parse_lines", "registry", "sniff"]
 
 # module name → class name; order breaks ties in `sniff` (most specific first).
 _PARSERS = (
@@ -25,15 +27,45 @@ _PARSERS = (
     ("nanogpt", "NanoGPTParser"),
     ("nanochat", "NanochatParser"),
     ("torchtitan", "TorchtitanParser"),
+    ("llamafactory", "LlamaFactoryParser"),
+    ("swift", "SwiftParser"),
+    ("modded_nanogpt", "ModdedNanoGPTParser"),
+    ("deepspeed", "DeepSpeedParser"),
+    ("mindformers", "MindFormersParser"),
+    ("torchtune", "TorchtuneParser"),
+    ("lightning", "LightningCSVParser"),
+    ("lightning", "LightningParser"),
 )
 
 MIN_CONFIDENCE = 0.5
 """Below this, `sniff` answers None: the file is of no format we know."""
 
 
+_DECLARED: dict[str, type[Parser]] = {}
+"""Formats declared without code (monitor/parsers/declared.py), by name."""
+
+
+def add_formats(classes: Iterable[type[Parser]]) -> None:
+    """Make these parser classes (declared formats) known to `registry`, `by_name` and `sniff`."""
+    _DECLARED.update((parser.name, parser) for parser in classes)
+
+
+@lru_cache(maxsize=1)
+def plugins() -> tuple[type[Parser], ...]:
+    """Parsers shipped as Python packages: the `trainledger.parsers` entry-point group."""
+    found = []
+    for entry in entry_points(group="trainledger.parsers"):
+        parser = entry.load()
+        if not (isinstance(parser, type) and issubclass(parser, Parser)):
+            raise TypeError(f"entry point trainledger.parsers {entry.name} = {entry.value} is not a Parser subclass")
+        found.append(parser)
+    return tuple(found)
+
+
 def registry() -> list[type[Parser]]:
-    """Every parser class, in sniffing order."""
-    return [getattr(import_module(f"monitor.parsers.{module}"), cls) for module, cls in _PARSERS]
+    """Every parser class, in sniffing order: declared formats, built-in ones, plugins."""
+    builtin = [getattr(import_module(f"monitor.parsers.{module}"), cls) for module, cls in _PARSERS]
+    return [*_DECLARED.values(), *builtin, *plugins()]
 
 
 def by_name(name: str) -> type[Parser]:

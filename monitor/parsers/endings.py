@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from monitor.parsers import device_endings
 from monitor.parsers.base import BadLine
 from monitor.parsers.fields import find_timestamp
 from monitor.records import Record
@@ -166,13 +167,13 @@ def cause_of(text: str) -> str:
     if ("collective operation timeout" in lowered or "watchdog" in lowered and "timeout" in lowered
             or "nccl" in lowered and ("timeout" in lowered or "timed out" in lowered)):
         return "nccl_timeout"
-    return "exception"
+    return device_endings.cause_of(lowered) or "exception"
 
 
 def detect(parser: TextParser, line: str, rank: int) -> list[Record]:
     """End-of-attempt evidence on a single line (not inside a traceback)."""
     if not _HINT_RE.search(line):
-        return []
+        return device_endings.detect(parser, line, rank)
     if line.startswith('{"'):
         return _own_record(line)
     at = parser.at()
@@ -202,7 +203,7 @@ def detect(parser: TextParser, line: str, rank: int) -> list[Record]:
     if _SLURM_OOM_RE.search(line):
         return parser.end_record("fault", at, "oom", rank=rank, exc_type="OOMKill",
                                  message=body[:1000], cause="oom")
-    return []
+    return device_endings.detect(parser, line, rank)
 
 
 def _own_record(line: str) -> list[Record]:

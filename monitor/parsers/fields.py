@@ -16,6 +16,8 @@ from monitor.parsers.base import BadLine
 
 _ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]|(?<![\w\]])\[(?:\d{1,3};)*\d{1,3}m")
 _ANSI_HINT_RE = re.compile(r"\[\d{1,3}[;m]")
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+"""Control bytes left after the colour codes (a lone ESC, BEL, backspace): never part of a figure."""
 _RANK_PREFIX_RE = re.compile(r"\[(?:rank|default)(\d{1,6})\]:")
 _ISO_TS_RE = re.compile(
     r"(?<!\d)(\d{4}-\d\d-\d\d[T _]\d\d):(\d\d):(\d\d)(?:[.,](\d{1,9}))?(Z|[+-]\d\d:?\d\d)?(?!\d)")
@@ -29,11 +31,14 @@ _NAME_TS_RE = re.compile(
 
 
 def clean(line: str) -> str:
-    """The line without CR, trailing whitespace and ANSI colour codes."""
+    """The line without CR, trailing whitespace, ANSI colour codes and stray control bytes (a
+    lone ESC at a line's start once cost nanochat its first step)."""
     if "\r" in line:
         line = line.replace("\r", "")
     if "\x1b" in line or "[" in line and _ANSI_HINT_RE.search(line):
         line = _ANSI_RE.sub("", line)
+    if not line.isprintable() and _CONTROL_RE.search(line):
+        line = _CONTROL_RE.sub("", line)
     return line.rstrip()
 
 

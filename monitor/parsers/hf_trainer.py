@@ -62,6 +62,9 @@ _RENAMED = {"learning_rate": "lr", "num_input_tokens_seen": "num_consumed_tokens
             "num_tokens": "num_consumed_tokens", "mean_token_accuracy": "acc"}
 
 
+_AXOLOTL_PEAK = "memory/max_allocated (GiB)"
+"""Axolotl adds its memory figures to the Trainer's dicts: the peak allocated is `peak_mem_bytes` too."""
+
 _ITEM_RE = re.compile(r"""\s*'((?:[^'\\]|\\.)*)'\s*:\s*('(?:[^'\\]|\\.)*'|[-+.\w]+)\s*(?:,|$)""")
 _WORDS = {"True": True, "False": False, "None": None}
 
@@ -100,6 +103,9 @@ def _figures(logs: dict[str, Any], skip: tuple[str, ...]) -> dict[str, Any]:
             out[name] = to_int(value) if name == "num_consumed_tokens" else to_float(value)
         except BadLine:
             continue
+    peak = out.get(_AXOLOTL_PEAK)
+    if peak is not None:
+        out["peak_mem_bytes"] = round(peak * 2**30)
     return out
 
 
@@ -116,7 +122,8 @@ class HFTrainerParser(TextParser):
     @classmethod
     def sniff(cls, head: list[str]) -> float:
         if head_matches(head, _BANNER_RE, re.compile(r"\{'(loss|eval_loss|train_runtime)': ")):
-            return 0.9
+            swift = head_matches(head, re.compile(r"'global_step/max_steps': "))  # ms-swift's (swift.py)
+            return 0.0 if swift else 0.9
         return 0.0
 
     def parse_line(self, line: str, rank: int) -> list[Record] | None:

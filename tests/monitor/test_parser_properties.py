@@ -12,10 +12,12 @@ from hypothesis import strategies as st
 
 from eventschema import KINDS
 from monitor.parsers import BadLine, registry, sniff
+from monitor.parsers.declared import load_formats_file
 from monitor.records import Record
 
 LOGS = Path(__file__).parents[1] / "fixtures" / "logs"
-PARSERS = registry()
+DECLARED = load_formats_file(str(LOGS / "declared" / "formats.toml"), register=False)
+PARSERS = registry() + DECLARED
 REAL_LINES = sorted({line for path in sorted(LOGS.rglob("*")) if path.is_file() and path.name != "README.md"
                      for line in path.read_bytes().decode().split("\n")})
 TRICKY = ["Traceback (most recent call last):", '  File "x.py", line 1, in <module>', "KeyboardInterrupt",
@@ -24,7 +26,13 @@ TRICKY = ["Traceback (most recent call last):", '  File "x.py", line 1, in <modu
           "}", "{", '{"v":1,"kind":"step"', "tokens per iteration will be: ,", "process rank 99999999999 is bound to host:h device: 1",
           "  seq_length ...................................... -1", "------------------------ arguments ------------------------",
           "step 00001/00000 (nan%) | loss: inf | dt: ms | tok/sec: , | mfu: %", "Building 1-D device mesh with [''], [0]",
-          "Tokens / micro-batch / rank: 0 x 0 = 0", "Tokens / micro-batch: 0", "\x1b[31m\x1b[", "[E1399 99:99:99.9 x]"]
+          "Tokens / micro-batch / rank: 0 x 0 = 0", "Tokens / micro-batch: 0", "\x1b[31m\x1b[", "[E1399 99:99:99.9 x]",
+          '{"current_steps": 1e999, "loss": "x"}', '{"current_steps": 3, "total_steps": 3, "loss": null}',
+          "step:1/0 train_time:nanms step_avg:ms", "[Rank 0] step=1, skipped=x, lr=[]", "steps: 1 loss: nan iter time (s): x samples/sec: 1",
+          "{ Epoch:[  0/  0], step:[    0/    0], loss: [nan], per_step_time: ms", "Step 1 | loss:nan lr:x",
+          "Epoch 0:  50% 1/2 [00:01<00:01,  1.00it/s, loss=nan, v_num=0]", "epoch,step,loss", "0,x,1",
+          "Epoch:[1/2](1/0), loss: ,", "{'loss': 1, 'global_step/max_steps': '1/x', 'memory(GiB)': 'x'}",
+          "Signal 9 (SIGKILL) received by PID 1", "NCCL error in: x", "CUDA error: x"]
 
 
 def lines_strategy():
@@ -99,7 +107,7 @@ def test_restored_state_continues_exactly(parser_class, lines, cuts, prefix):
 def test_sniff_never_fails(head):
     for parser_class in PARSERS:
         assert 0.0 <= parser_class.sniff(head) <= 1.0
-    assert sniff(head) in (None, *PARSERS)
+    assert sniff(head) in (None, *registry())
 
 
 def test_ten_megabyte_line_is_a_bad_line_for_every_parser():

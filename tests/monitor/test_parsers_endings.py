@@ -42,7 +42,8 @@ def test_every_format_reads_every_ending(parser_class):
     }
     for name, (kind, why) in expected.items():
         records = parse(fixture(name), parser_class)
-        assert [(r.kind, r.fields.get("cause", r.fields.get("reason"))) for r in records] == [(kind, why)], name
+        endings = [r for r in records if r.kind != "step"]  # NeMo's bar is a step to the Lightning format
+        assert [(r.kind, r.fields.get("cause", r.fields.get("reason"))) for r in endings] == [(kind, why)], name
 
 
 def test_child_failed_error_names_the_root_cause():
