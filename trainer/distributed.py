@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from trainer.model import select_device
+from trainer.hardware import select_device
 
 
 @dataclass

@@ -28,7 +28,8 @@ from trainer.checkpoint.policy import LoopCheckpoints, resume_run
 from trainer.config import Config, ConfigError
 from trainer.data import IGNORE, DataGroups, DataSet, GlobalSampler, load
 from trainer.events import Recorder, new_attempt_id, run_id_for
-from trainer.model import GPT, count_params, device_name, flops_per_token, peak_flops
+from trainer.hardware import device_name, peak_flops
+from trainer.model import GPT, count_params, flops_per_token
 from trainer.optim import LossScaler, build_lr_scheduler, build_optimizer
 from trainer.prepare import EOS
 
