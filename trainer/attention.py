@@ -3,12 +3,13 @@
 A packed row holds several documents; a token may attend only to earlier tokens of its own
 document. The mask is built once per forward and shared by every layer, in one of two forms:
 
-- a FlexAttention `BlockMask` (O(T) in the document ids plus O((T/128)²) block indices):
-  under torch.compile and on CUDA, where FlexAttention runs as a fused kernel that skips the
-  blocks between documents and never materialises a T×T matrix;
-- a dense (B, 1, T, T) boolean mask for SDPA: eager on CPU, where PyTorch 2.13 has no fused
-  FlexAttention (its eager fallback materialises the full score matrix, slower than SDPA's
-  flash kernel with a mask). At sequence 2,048 this mask is B × 4 MiB; see docs/benchmarks.md.
+- on CUDA, a FlexAttention `BlockMask` (O(T) in the document ids plus O((T/128)²) block
+  indices): FlexAttention runs as a fused kernel (inside the compiled model, or compiled on
+  its own for an eager one) that skips the blocks between documents and never materialises
+  a T×T matrix;
+- on CPU, a dense (B, 1, T, T) boolean mask for SDPA's flash kernel: PyTorch 2.13 has no
+  FlexAttention backward on CPU ("FlexAttention does not support backward on CPU"), with or
+  without compile. At sequence 2,048 this mask is B × 4 MiB; see docs/benchmarks.md.
 
 bench/bench_vs_nanogpt.py measures both paths' memory; tests/trainer/test_attention.py holds
 them equal.
@@ -26,8 +27,8 @@ DocumentMask = BlockMask | torch.Tensor | None  # None: plain causal attention
 
 
 def use_flex(device: torch.device) -> bool:
-    """FlexAttention where it has a fused kernel: inside a compiled model, or on CUDA."""
-    return torch.compiler.is_compiling() or device.type == "cuda"
+    """FlexAttention where it trains: CUDA (on CPU it has no backward)."""
+    return device.type == "cuda"
 
 
 def document_mask(segment_ids: torch.Tensor | None, flex: bool) -> DocumentMask:

@@ -88,6 +88,7 @@ class TrainConfig:
     peak_flops: float = 0.0  # peak FLOP/s of one device for MFU; 0 = look it up / estimate
     events: bool = True  # write the event log (off only for the telemetry benchmark)
     print_every: int = 1  # one-line summary on stdout every N steps (0 = never)
+    compile: bool = False  # torch.compile the model (compiled before the first step, timed as startup)
 
 
 @dataclass
@@ -129,7 +130,7 @@ class Config:
         d = self.to_dict()
         d.pop("debug")
         d.pop("checkpoint")
-        d["train"] = {k: v for k, v in d["train"].items() if k not in ("out_dir", "events", "print_every")}
+        d["train"] = {k: v for k, v in d["train"].items() if k not in ("out_dir", "events", "print_every", "compile")}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     @property
