@@ -12,3 +12,6 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/python -m pip install -q "torch==2.13.0"
 fi
 .venv/bin/python -m pip install -q -e '.[test,dashboard]'
+# train.compile=true (and its test) builds CPU kernels with the system C++ compiler.
+command -v g++ >/dev/null || { apt-get update -qq && apt-get install -y -qq g++ >/dev/null; } \
+  || echo "g++ not installed: train.compile=true cannot compile on CPU" >&2

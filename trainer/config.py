@@ -92,6 +92,7 @@ class TrainConfig:
     log_dir: str = ""  # this node's event log folder ("" = out_dir); checkpoints stay in out_dir
     collective_timeout_s: float = 0.0  # a collective waiting longer for a peer fails (0 = torch's default)
     report: bool = True  # at a finish, rank 0 writes report.md and report.html into out_dir (best effort)
+    compile: bool = False  # torch.compile the model (compiled before the first step, timed as startup)
 
 
 @dataclass
@@ -134,7 +135,7 @@ class Config:
         d = self.to_dict()
         d.pop("debug")
         d.pop("checkpoint")
-        local = ("out_dir", "events", "print_every", "log_dir", "collective_timeout_s", "report")
+        local = ("out_dir", "events", "print_every", "log_dir", "collective_timeout_s", "report", "compile")
         d["train"] = {k: v for k, v in d["train"].items() if k not in local}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 

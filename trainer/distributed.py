@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 
 from trainer.events import host_name
-from trainer.model import select_device
+from trainer.hardware import select_device
 
 
 @dataclass

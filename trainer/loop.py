@@ -29,7 +29,8 @@ from trainer.checkpoint.policy import LoopCheckpoints, resume_run
 from trainer.config import Config, ConfigError
 from trainer.data import IGNORE, DataGroups, DataSet, GlobalSampler, load
 from trainer.events import Recorder, new_attempt_id, run_id_for
-from trainer.model import GPT, count_params, device_name, flops_per_token, peak_flops
+from trainer.hardware import device_name, peak_flops
+from trainer.model import GPT, count_params, flops_per_token
 from trainer.optim import LossScaler, build_lr_scheduler, build_optimizer
 from trainer.prepare import EOS
 from trainer.report import write_report
@@ -68,6 +69,7 @@ class Run:
     groups: DataGroups  # which ranks read the same data (per-node slices)
     nodes: list[distributed.Node]  # every node of the job, to name a lost one
     resume_from: str | None = None
+    first_step_fields: dict = field(default_factory=dict)  # startup figures the first step record carries
 
 
 @dataclass
@@ -103,6 +105,8 @@ def build_state(cfg: Config, env: distributed.DistEnv, sampler: GlobalSampler) -
     model = GPT(cfg.model, cfg.data.seq_len).to(env.device)
     wrapped = DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None) \
         if env.distributed else model
+    if cfg.train.compile:
+        wrapped = torch.compile(wrapped)  # DDP's buckets split the graph (dynamo's DDPOptimizer)
     optimizer = build_optimizer(model, cfg.adam)
     return TrainState(
         model=wrapped, raw_model=model, optimizer=optimizer,
@@ -173,7 +177,7 @@ def train_step(run: Run, state: TrainState, stop: StopSignals) -> dict:
     # DDP averages gradients over ranks; dividing by the global target count ÷ world size makes
     # the gradient the mean over every target of the global batch, as the reported loss is.
     targets_here = torch.tensor(float(sum(int((b.targets != IGNORE).sum()) for b in micro)), device=env.device)
-    loss_divisor = max(1.0, distributed.all_reduce_sum(env, targets_here).item()) / env.world_size
+    loss_divisor = distributed.all_reduce_sum(env, targets_here).clamp_(min=1.0) / env.world_size  # no host sync
     sums = metrics.new_sums(len(run.data.sources), env.device)
     sums[1] = sum(b.num_documents for b in micro)
     sums[2] = max(b.largest_length for b in micro)
@@ -260,6 +264,29 @@ def evaluate(run: Run, state: TrainState) -> dict:
             "val_bpb": loss_sum / math.log(2) / n_bytes if n_bytes else None}
 
 
+def compile_model(run: Run, state: TrainState) -> float:
+    """Compile the model before the first step (seconds taken): a forward and backward of real
+    samples of the training shape, once without and once with DDP's gradient sync as the
+    micro-batches of a step run, gradients then dropped. After the launch record and before
+    the first step record, so the ledger counts it as startup, and step 1 times a step."""
+    cfg, env = run.cfg, run.env
+    t0 = time.perf_counter()
+    batch = run.data.train.batch(np.arange(cfg.data.micro_bsz))  # read, not consumed: the sampler is untouched
+    inputs, targets = batch.inputs.to(env.device), batch.targets.to(env.device)
+    segments = None if batch.segments is None else batch.segments.to(env.device)
+    syncs = [state.model.no_sync(), nullcontext()] if env.distributed and cfg.data.micro_num > 1 else [nullcontext()]
+    state.model.train()
+    for sync in syncs:
+        with sync:
+            with _autocast(cfg, env):
+                logits = state.model(inputs, segments)
+            metrics.token_losses(logits, targets).sum().backward()
+    state.optimizer.zero_grad(set_to_none=True)
+    if env.device.type == "cuda":
+        torch.cuda.synchronize(env.device)
+    return time.perf_counter() - t0
+
+
 def run_loop(run: Run, state: TrainState) -> Summary:
     cfg, env, recorder = run.cfg, run.env, run.recorder
     summary = Summary(end="stop")
@@ -274,7 +301,8 @@ def run_loop(run: Run, state: TrainState) -> Summary:
                 if state.sampler.remaining() < run.global_batch:
                     summary.end = "data_exhausted"
                     break
-                fields = train_step(run, state, stop)
+                fields = train_step(run, state, stop) | run.first_step_fields
+                run.first_step_fields = {}
                 stop_requested = fields.pop("stop_requested")
                 if state.step == cfg.debug.stop_at_step:
                     stop_requested, stop.reason = True, stop.reason or "debug.stop_at_step"
@@ -338,6 +366,8 @@ def _launch(cfg: Config, env: distributed.DistEnv) -> Summary:
     record_launch(run, state)
     if resumed is not None and env.is_lead:
         run.recorder.record("resume", **resumed.event_fields(), **state.sampler.remap())
+    if cfg.train.compile:
+        run.first_step_fields["compile_s"] = compile_model(run, state)
     summary = run_loop(run, state)
     if env.is_lead:
         print(f"events: {run.recorder.path}", flush=True)
