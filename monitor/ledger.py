@@ -20,6 +20,7 @@ from rich.table import Table
 
 from monitor.accounting import DAY, Ledger, compute_ledger, parse_timezone
 from monitor.accounting.figures import hours
+from monitor.accounting.overlays import describe_gap
 from monitor.escape import json_printable, printable
 from monitor.policy_options import (fault_after_option, holiday_option, maintenance_option, policy_from_options,
                                     stall_after_option, timezone_option, work_hours_option)
@@ -73,14 +74,15 @@ def summary_lines(ledger: Ledger) -> list[tuple[str, str]]:
     lines.append(("wasted progress", f"{ledger.wasted_steps} steps, {ledger.wasted_s / 3600:.2f} h"))
     lines.append(("checkpoint stall", f"{ledger.checkpoint_stall_s / 3600:.2f} h"))
     for index, missing in ledger.restore_gaps.items():
-        lines.append(("restore gap", f"{ledger.attempt_ids[index]}: resumed without {', '.join(missing)}"))
+        lines.append(("restore gap", f"{ledger.attempt_ids[index]}: {describe_gap(missing)}"))
     if ledger.live:
         lines.append(("now", ledger.current_state or "—"))
     return [(name, printable(value)) for name, value in lines]
 
 
 def render_table(ledger: Ledger) -> Group:
-    title = f"{printable(ledger.run)}: {local_time(ledger, ledger.start)} → {local_time(ledger, ledger.end)} ({ledger.timezone})"
+    title = (f"{printable(ledger.run)}: {local_time(ledger, ledger.start)} → {local_time(ledger, ledger.end)} "
+             f"({ledger.timezone})")
     table = Table(title=escape(title), show_lines=False)
     for column in ("time", "duration", "state", "data batch", "nodes", "cause"):
         table.add_column(column, overflow="fold")
@@ -168,7 +170,8 @@ def ledger_command(
         others = f"; runs in the store: {', '.join(map(printable, known))}" if known else "; the store has no runs yet"
         err.print(f"error: no run named {escape(printable(run))}{escape(others)}", highlight=False)
         raise typer.Exit(1)
-    result = compute_ledger(records, policy, now=wall_clock() if live else None)
+    now = wall_clock()
+    result = compute_ledger(records, policy, now=now if live else None, read_at=now)
     render(result, fmt, Console(soft_wrap=fmt != "table", highlight=False))
 
 

@@ -36,7 +36,7 @@ def stall_after_option():
 
 def fault_after_option():
     return typer.Option(Policy().silence_fault_s, "--fault-after", help="Seconds of silence, with no stop "
-                        "record, after which a live run counts as fault.")
+                        "record, after which a run's last attempt counts as a fault (live or not).")
 
 
 def policy_from_options(timezone: str | None, work_hours: str, holidays: list[str], maintenance: list[str],

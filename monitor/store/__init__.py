@@ -7,11 +7,12 @@
 Tables: monitor/models.py; migrations: monitor/migrations/ (run on open).
 """
 
-from monitor.store.engine import MaskedLog, StoreError, default_db_path, mask_secrets, mask_url, open_store, resolve_url
+from monitor.store.engine import (MaskedLog, StoreError, default_db_path, mask_secrets, mask_url, open_store,
+                                  resolve_url)
 from monitor.store.live import list_live_states, save_live_states
 from monitor.store.queries import RunSummary, count_records, list_runs, list_sources, load_records
 from monitor.store.write import add_source, insert_records, update_source
 
-__all__ = ["MaskedLog", "RunSummary", "StoreError", "add_source", "count_records", "default_db_path", "insert_records",
-           "list_live_states", "list_runs", "list_sources", "load_records", "mask_secrets", "mask_url", "open_store", "resolve_url",
-           "save_live_states", "update_source"]
+__all__ = ["MaskedLog", "RunSummary", "StoreError", "add_source", "count_records", "default_db_path",
+           "insert_records", "list_live_states", "list_runs", "list_sources", "load_records", "mask_secrets", "mask_url",
+           "open_store", "resolve_url", "save_live_states", "update_source"]
