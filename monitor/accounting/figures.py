@@ -1,5 +1,5 @@
-"""Figures built from the states: the seed's pie, goodput, ETTR, counts, mean times, and
-the per-attempt ledger rows (seed 000's hand-kept table, written by the rules)."""
+"""Figures built from the states: the pie, goodput, ETTR, counts, mean times, and the
+per-attempt ledger rows (the ling-1b team's hand-kept table, written by the rules)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """States: every second of a run, from its first launch to its last record (or to now while
-it is live), in exactly one state — the rules of docs/time-accounting.md, as pure functions.
+it is live), in exactly one state — the rules of docs/accounting.md, as pure functions.
 """
 
 from __future__ import annotations
