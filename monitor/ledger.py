@@ -22,6 +22,7 @@ from monitor.accounting import DAY, Ledger, compute_ledger, parse_timezone
 from monitor.accounting.figures import hours
 from monitor.accounting.overlays import describe_gap
 from monitor.escape import json_printable, printable
+from monitor.records import with_possible_times
 from monitor.policy_options import (fault_after_option, holiday_option, maintenance_option, policy_from_options,
                                     stall_after_option, timezone_option, work_hours_option)
 
@@ -171,7 +172,16 @@ def ledger_command(
         err.print(f"error: no run named {escape(printable(run))}{escape(others)}", highlight=False)
         raise typer.Exit(1)
     now = wall_clock()
-    result = compute_ledger(records, policy, now=now if live else None, read_at=now)
+    possible = with_possible_times(records, now)
+    if len(possible) < len(records):
+        err.print(f"warning: {len(records) - len(possible)} records of {escape(printable(run))} have times that "
+                  "cannot be true (stored before times were checked) and are left out",
+                  highlight=False, soft_wrap=True)
+    result = compute_ledger(possible, policy, now=now if live else None, read_at=now)
+    if result is None:
+        err.print(f"error: no record of {escape(printable(run))} has a time that can be true",
+                  highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
     render(result, fmt, Console(soft_wrap=fmt != "table", highlight=False))
 
 
