@@ -80,8 +80,9 @@ class LiveRuns:
         self.last_ts[run] = batch[-1].ts
 
     def _isolated(self, run: str, action: Callable[..., Any], *args: Any) -> Any:
-        """`action(*args)` for one run; its failure is logged for that run (once until it changes)
-        and refolds the run from the store at the next tick, so no run stops the others."""
+        """`action(*args)` for one run. Its failure is logged for that run (once until it changes)
+        and leaves the run out of the live fold until its next record, which refolds it from the
+        store: one run's bad data never stops the others, nor costs a refold on every tick."""
         try:
             result = action(*args)
         except SQLAlchemyError:
@@ -92,7 +93,6 @@ class LiveRuns:
                 log.error("run %s: live state not classified: %s", printable(run), printable(failure))
                 self.failures[run] = failure
             self.ledgers.pop(run, None)
-            self.stale.add(run)
             return None
         self.failures.pop(run, None)
         return result
