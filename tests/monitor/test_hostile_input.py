@@ -22,7 +22,8 @@ from sqlalchemy import text
 from monitor.accounting import Policy
 from monitor.live import LiveRuns
 from monitor.records import Record
-from monitor.store import insert_records, list_live_states, list_sources, open_store
+from monitor.models import LiveState
+from monitor.store import insert_records, list_live_states, list_sources, open_store, save_live_states
 from polling import wait_for
 
 TRAINLEDGER = str(Path(sys.executable).with_name("trainledger"))
@@ -151,3 +152,11 @@ def test_records_stored_with_impossible_times_are_left_out_of_ledger_and_live_st
     assert ledger.returncode == 0, ledger.stderr
     assert ledger.stderr.startswith("warning: 3 records of good have times that cannot be true")
     assert json.loads(ledger.stdout)["end"] == start + 90
+
+    with store.begin() as conn:  # the live state an older watcher saved from those records
+        save_live_states(conn, [LiveState(run="old", state="training", since=POISONED_TS[0], attempt="a1",
+                                          last_record_ts=POISONED_TS[0], step=1, updated=start)])
+    status = subprocess.run([TRAINLEDGER, "status", "--db", store_url], capture_output=True, text=True, env=_env(),
+                            timeout=60)
+    assert status.returncode == 0 and "Traceback" not in status.stderr, status.stderr
+    assert "ts 1700000000000.0" in status.stdout, status.stdout
