@@ -1,4 +1,4 @@
-"""Each rule of docs/time-accounting.md on a small hand-made timeline (UTC working hours)."""
+"""Each rule of docs/accounting.md on a small hand-made timeline (UTC working hours)."""
 
 from __future__ import annotations
 
