@@ -30,8 +30,8 @@ def _ledger(db: Path, *options: str) -> dict:
 
 
 def test_a_silent_last_attempt_is_a_fault_in_ledger_as_in_ledger_live(tmp_path):
-    """Attempt 1 ends with a fault record; attempt 2 stops writing two hours ago, with no end
-    record: past the default one-hour fault threshold, both commands count two faults."""
+    """Attempt 1 ends with a fault record; attempt 2 stopped writing three hours ago, with no
+    end record: past the default 30-minute fault threshold, both commands count two faults."""
     start = time.time() - 4 * 3600
     lines = [_event("step", "a1", start + 60 + i, step=i, loss=2.0) for i in range(1, 11)]
     lines.append(_event("fault", "a1", start + 80, exc_type="RuntimeError", message="NCCL timeout"))
