@@ -34,8 +34,8 @@ def _log_to_stderr(level: int, format: str, db: Optional[str]) -> None:
 
     logging.basicConfig(level=level, format=format)
     for handler in logging.getLogger().handlers:
+        handler.addFilter(PrintableLog())  # first: it formats a traceback, which MaskedLog then masks too
         handler.addFilter(MaskedLog(db))
-        handler.addFilter(PrintableLog())
 
 
 def _open(db: Optional[str], *, read_only: bool = False):
