@@ -37,8 +37,8 @@ def _log_to_stderr(level: int, format: str, db: Optional[str]) -> None:
 
     logging.basicConfig(level=level, format=format)
     for handler in logging.getLogger().handlers:
+        handler.addFilter(PrintableLog())  # first: it formats a traceback, which MaskedLog then masks too
         handler.addFilter(MaskedLog(db))
-        handler.addFilter(PrintableLog())
 
 
 def _open(db: Optional[str], *, read_only: bool = False):
@@ -233,10 +233,18 @@ def status(db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
         runs = Table("state", "since", "last step", "last record", title="live runs (as `trainledger watch` last saw them)")
         runs.columns.insert(0, Column("run", overflow="fold"))
         for state in live:
-            since = datetime.fromtimestamp(state.since, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-            runs.add_row(text(state.run), state.state, since, "-" if state.step is None else f"{state.step:,}",
+            runs.add_row(text(state.run), state.state, _utc(state.since), "-" if state.step is None else f"{state.step:,}",
                          f"{_age(now - state.last_record_ts)} ago")
         console.print(runs)
+
+
+def _utc(ts: float) -> str:
+    """A stored moment in UTC; as the bare number when it is no date (a store written before
+    records' times were checked may hold one)."""
+    try:
+        return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (ValueError, OverflowError, OSError):
+        return f"ts {ts!r}"
 
 
 def _age(seconds: float) -> str:

@@ -30,8 +30,13 @@ def example(raw: bytes | str) -> str:
 
 class PrintableLog(logging.Filter):
     """Escapes each log message whole (its arguments are file names, run names, reasons read
-    from logs): a daemon's log line can neither clear a terminal nor forge a second line."""
+    from logs): a daemon's log line can neither clear a terminal nor forge a second line. A
+    traceback keeps its lines, each escaped."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg, record.args = printable(record.getMessage()), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = "\n".join(map(printable, record.exc_text.split("\n")))
         return True

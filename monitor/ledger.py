@@ -20,10 +20,12 @@ from rich.table import Table
 
 from monitor.accounting import DAY, Ledger, compute_ledger, parse_timezone
 from monitor.accounting.figures import hours
+from monitor.accounting.overlays import describe_gap
 from monitor.config import ConfigError
 from monitor.escape import json_printable, printable
 from monitor.policy_options import (config_option, fault_after_option, holiday_option, load_policy, maintenance_option,
                                     stall_after_option, timezone_option, work_hours_option)
+from monitor.records import PossibleTimes
 
 FORMATS = ("table", "csv", "json", "markdown")
 MARKS = {"training": "✔", "startup": "🔧", "fault": "✖ 🔧", "waiting": "🔧", "manual": "➖"}
@@ -74,14 +76,15 @@ def summary_lines(ledger: Ledger) -> list[tuple[str, str]]:
     lines.append(("wasted progress", f"{ledger.wasted_steps} steps, {ledger.wasted_s / 3600:.2f} h"))
     lines.append(("checkpoint stall", f"{ledger.checkpoint_stall_s / 3600:.2f} h"))
     for index, missing in ledger.restore_gaps.items():
-        lines.append(("restore gap", f"{ledger.attempt_ids[index]}: resumed without {', '.join(missing)}"))
+        lines.append(("restore gap", f"{ledger.attempt_ids[index]}: {describe_gap(missing)}"))
     if ledger.live:
         lines.append(("now", ledger.current_state or "—"))
     return [(name, printable(value)) for name, value in lines]
 
 
 def render_table(ledger: Ledger) -> Group:
-    title = f"{printable(ledger.run)}: {local_time(ledger, ledger.start)} → {local_time(ledger, ledger.end)} ({ledger.timezone})"
+    title = (f"{printable(ledger.run)}: {local_time(ledger, ledger.start)} → {local_time(ledger, ledger.end)} "
+             f"({ledger.timezone})")
     table = Table(title=escape(title), show_lines=False)
     for column in ("time", "duration", "state", "data batch", "nodes", "cause"):
         table.add_column(column, overflow="fold")
@@ -165,12 +168,22 @@ def ledger_command(
         raise typer.BadParameter(str(exc)) from None
     try:
         engine = open_store(db or config.store_url(), read_only=True)
+        now = wall_clock()
         # Streamed light records: a million-step run's ledger never holds a Record per step.
-        result = compute_ledger(accounting_records(engine, run), policy, now=wall_clock() if live else None)
-        known = [] if result else [r.name for r in list_runs(engine)]
+        possible = PossibleTimes(accounting_records(engine, run), now)
+        result = compute_ledger(possible, policy, now=now if live else None, read_at=now)
+        known = [] if result or possible.dropped else [r.name for r in list_runs(engine)]
     except StoreError as exc:
         err.print(f"error: {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
+    if possible.dropped:
+        err.print(f"warning: {possible.dropped} records of {escape(printable(run))} have times that "
+                  "cannot be true (stored before times were checked) and are left out",
+                  highlight=False, soft_wrap=True)
+    if result is None and possible.dropped:
+        err.print(f"error: no record of {escape(printable(run))} has a time that can be true",
+                  highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
     if result is None:
         others = f"; runs in the store: {', '.join(map(printable, known))}" if known else "; the store has no runs yet"
         err.print(f"error: no run named {escape(printable(run))}{escape(others)}", highlight=False)

@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from monitor.accounting import LiveLedger, Policy, parse_timezone
 from monitor.escape import printable
 from monitor.models import LiveState
-from monitor.records import Record
+from monitor.records import Record, with_possible_times
 from monitor.store import list_live_states, load_records, save_live_states
 
 log = logging.getLogger("trainledger.live")
@@ -63,6 +63,8 @@ class LiveRuns:
         self.last_ts: dict[str, float] = {}
         self.failures: dict[str, str] = {}
         """The last failure logged per run, so that a run that fails each tick is logged once."""
+        self.left_out: dict[str, int] = {}
+        """Per run, how many stored records with impossible times were left out (logged once)."""
         self.saved: dict[str, LiveState] = {s.run: s for s in list_live_states(engine)}
         self.stale: set[str] = {s.run for s in self.saved.values() if s.state not in SETTLED}
         """Runs to refold from the store at the next tick, once, not per batch: those that got a
@@ -100,8 +102,9 @@ class LiveRuns:
         self.last_ts[run] = batch[-1].ts
 
     def _isolated(self, run: str, action: Callable[..., Any], *args: Any) -> Any:
-        """`action(*args)` for one run; its failure is logged for that run (once until it changes)
-        and refolds the run from the store at the next tick, so no run stops the others."""
+        """`action(*args)` for one run. Its failure is logged for that run (once until it changes)
+        and leaves the run out of the live fold until its next record, which refolds it from the
+        store: one run's bad data never stops the others, nor costs a refold on every tick."""
         try:
             result = action(*args)
         except SQLAlchemyError:
@@ -112,13 +115,17 @@ class LiveRuns:
                 log.error("run %s: live state not classified: %s", printable(run), printable(failure))
                 self.failures[run] = failure
             self.ledgers.pop(run, None)
-            self.stale.add(run)
             return None
         self.failures.pop(run, None)
         return result
 
     def _seed(self, run: str) -> None:
-        records = load_records(self.engine, run)
+        stored = load_records(self.engine, run)
+        records = with_possible_times(stored, self.clock())
+        if len(records) < len(stored) and self.left_out.get(run) != len(stored) - len(records):
+            self.left_out[run] = len(stored) - len(records)
+            log.warning("run %s: %d stored records have times that cannot be true; left out",
+                        printable(run), len(stored) - len(records))
         self.ledgers[run] = LiveLedger.from_records(records, self.policy)
         self.last_ts[run] = max((r.ts for r in records), default=float("-inf"))
 

@@ -43,7 +43,7 @@ def stall_after_option():
 
 def fault_after_option():
     return typer.Option(None, "--fault-after", help="Seconds of silence, with no stop record, after which "
-                        f"a live run counts as fault (default {Policy().silence_fault_s:g}).")
+                        f"a run's last attempt counts as a fault, live or not (default {Policy().silence_fault_s:g}).")
 
 
 def _problem(from_file: bool, message: str) -> ValueError:

@@ -8,8 +8,9 @@ a KeyboardInterrupt a `stop`, and so on).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 from eventschema import COMMON_FIELDS
 
@@ -50,3 +51,45 @@ class Record:
 
 _UNREAD_COMMON = tuple(name for name in COMMON_FIELDS if name not in ("kind", "run", "attempt", "ts", "host", "rank"))
 """Common fields with no place on a Record (the schema version `v`)."""
+
+
+EARLIEST_TS = 946_684_800.0
+"""2000-01-01 00:00 UTC: no training run this product follows wrote a record before it."""
+FUTURE_SLACK_S = 86_400.0
+"""How far ahead of this host's clock a record may be (a node whose clock runs ahead)."""
+
+
+def impossible_time(ts: float, now: float) -> str | None:
+    """Why a record's `ts` cannot be true at `now` (before 2000, more than a day ahead, not a
+    number), or None when it can."""
+    latest = now + FUTURE_SLACK_S
+    if EARLIEST_TS <= ts <= latest:  # NaN fails too
+        return None
+    if math.isnan(ts):
+        return "not a number"
+    if ts < EARLIEST_TS:
+        return "before 2000-01-01 (seconds since 1970 expected)"
+    if ts / 1000 <= latest:
+        return "more than a day ahead of this host's clock (milliseconds? seconds since 1970 expected)"
+    return "more than a day ahead of this host's clock"
+
+
+class PossibleTimes:
+    """The records whose time can be true, streamed; `dropped` counts the others once iterated.
+    A store written before times were checked may hold such records, and one would break every
+    ledger of its run."""
+
+    def __init__(self, records: Iterable[Record], now: float) -> None:
+        self.records, self.latest, self.dropped = records, now + FUTURE_SLACK_S, 0
+
+    def __iter__(self) -> Iterator[Record]:
+        for record in self.records:
+            if EARLIEST_TS <= record.ts <= self.latest:
+                yield record
+            else:
+                self.dropped += 1
+
+
+def with_possible_times(records: Iterable[Record], now: float) -> list[Record]:
+    """PossibleTimes, as a list."""
+    return list(PossibleTimes(records, now))

@@ -31,9 +31,11 @@ MAX_LINE_BYTES = 1 << 20
 _SKIPPED_SUFFIXES = (".db", ".db-wal", ".db-shm", ".db-journal", ".pt", ".pth", ".ckpt", ".bin",
                      ".safetensors", ".distcp", ".npy", ".npz", ".parquet", ".arrow", ".gz", ".zip",
                      ".tar", ".bz2", ".xz", ".zst", ".lock", ".py", ".md", ".rst", ".sh", ".toml",
-                     ".yaml", ".yml", ".cfg", ".ini", ".html", ".png", ".jpg", ".svg", ".pdf")
+                     ".yaml", ".yml", ".cfg", ".ini", ".html", ".png", ".jpg", ".svg", ".pdf", ".tmp")
 """In a watched folder, files that are never logs (checkpoints, databases, archives, code,
 docs, configs); name such a file explicitly to read it anyway."""
+_SKIPPED_NAMES = frozenset({"run_id"})
+"""Our trainer's run id file, written beside its event log in the run's output folder."""
 _JSON_DOCUMENTS_READ = frozenset({"trainer_state.json"})
 """The one JSON document (not JSON lines) read in a watched folder; other `.json` files are
 configs, tokenizers, results and checkpoint manifests (each `checkpoint-N/` has several)."""
@@ -196,7 +198,7 @@ class Targets:
             return True
         name = os.path.basename(path)
         if any(path.startswith(folder + os.sep) for folder in self.folders):
-            return (not name.startswith(".") and not name.endswith(_SKIPPED_SUFFIXES)
+            return (not name.startswith(".") and not name.endswith(_SKIPPED_SUFFIXES) and name not in _SKIPPED_NAMES
                     and (not name.endswith(".json") or name in _JSON_DOCUMENTS_READ))
         return any(fnmatch.fnmatchcase(path, pattern) and (pattern.count(os.sep) == path.count(os.sep)
                                                            or "**" in pattern)

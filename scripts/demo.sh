@@ -12,9 +12,9 @@ OMP_NUM_THREADS=1 .venv/bin/torchrun --standalone --nproc-per-node 2 -m trainer 
   --config tiny train.out_dir=runs/demo train.print_every=10
 echo "training event log: runs/demo/events.jsonl (schema: docs/events.md)"
 
-# Account: the demo run and seed 000's rebuilt 1B run, into one SQLite store (the embedded default).
+# Account: the demo run and the ling-1b run (rebuilt as logs), into one SQLite store (the embedded default).
 export TRAINLEDGER_DB=$PWD/runs/trainledger.db
-.venv/bin/trainledger ingest runs/demo/events.jsonl sample_logs/seed000/logs
+.venv/bin/trainledger ingest runs/demo/events.jsonl sample_logs/ling_1b/logs
 .venv/bin/trainledger ledger "$(cat runs/demo/run_id)"
 .venv/bin/trainledger ledger ling-1b-v1
 echo "store: $TRAINLEDGER_DB (delete it to start over)"

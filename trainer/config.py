@@ -1,6 +1,6 @@
 """Training configuration: dataclasses, TOML files and `group.key=value` overrides.
 
-The groups follow seed 002 (InternLM's config): model, data, grad_scaler, adam,
+The groups follow the InternLM 20B demo's config: model, data, grad_scaler, adam,
 lr_scheduler, plus train (seed, dtype-independent loop settings), checkpoint and debug.
 Every problem is a `ConfigError` whose one-line message names the file, the key or the path.
 This module imports no torch so that a bad config fails in a fraction of a second.
@@ -54,7 +54,7 @@ class DataConfig:
 
 @dataclass
 class GradScalerConfig:
-    """fp16 loss scaling (seed 002); the scaler exists for every dtype but is off unless fp16."""
+    """fp16 loss scaling (as InternLM's); the scaler exists for every dtype but is off unless fp16."""
 
     initial_scale: float = 2.0**16
     min_scale: float = 1.0

@@ -76,7 +76,7 @@ class Batch:
     targets: torch.Tensor  # (n, T) int64, IGNORE at document boundaries unless packed into one
     segments: torch.Tensor | None  # (n, T) document ids, None when pack_sample_into_one
     sources: torch.Tensor  # (n, T) source id of each target
-    num_documents: int  # document pieces in these rows (seed 002's num_samples_in_batch)
+    num_documents: int  # document pieces in these rows (InternLM's num_samples_in_batch)
     largest_length: int  # longest document piece in these rows, tokens
 
 

@@ -43,7 +43,7 @@ def build_lr_scheduler(optimizer: torch.optim.Optimizer, cfg: LRSchedulerConfig,
 
 
 class LossScaler(torch.amp.GradScaler):
-    """torch's GradScaler plus seed 002's min_scale, max_scale and hysteresis.
+    """torch's GradScaler plus InternLM's min_scale, max_scale and hysteresis.
 
     Enabled only for fp16; for fp32 and bf16 it is present (so checkpoints always hold a
     grad scaler) but scales by 1 and never skips a step.

@@ -1,6 +1,7 @@
 """Composes the trainer's and the monitor's typer apps into one `trainledger` command.
 
-It lives outside both so that neither imports the other (docs/architecture.md).
+It lives outside both so that neither imports the other: the trainer runs without the
+monitor installed, and the monitor follows logs of trainers that are not ours.
 """
 
 from __future__ import annotations

@@ -24,12 +24,13 @@ __all__ = ["Attempt", "DAY", "Ledger", "LedgerRow", "LiveLedger", "MaintenanceWi
 
 
 def compute_ledger(records: Iterable[Record], policy: Policy | None = None, *,
-                   now: float | None = None) -> Ledger | None:
-    """The ledger of one run's records (in ts order); `now` given: the run is live.
-    None when there are no records."""
+                   now: float | None = None, read_at: float | None = None) -> Ledger | None:
+    """The ledger of one run's records (in ts order); `now` given: the run is live. `read_at`
+    (the wall clock, for a stored run): a final attempt silent for longer than the fault
+    threshold by then is a fault, as the live ledger counts it. None when there are no records."""
     segmenter = Segmenter().add_all(records)
     if not segmenter.attempts:
         return None
     policy = (policy or Policy()).for_run(segmenter.run_timezone())
-    timeline = classify(segmenter.attempts, policy, now)
+    timeline = classify(segmenter.attempts, policy, now, read_at)
     return _ledger(segmenter.run, segmenter.attempts, timeline, policy.timezone or "UTC")

@@ -21,6 +21,9 @@ from monitor.records import Record
 
 END_KINDS = {"finish": "finished", "stop": "manual", "fault": "fault"}
 RESTORE_PARTS = ("optimizer", "lr_scheduler", "data_position", "rng")
+WEIGHTS_ONLY = "weights only (init_from)"
+NO_RESUME_RECORD = "resume record"
+"""The restore gap of an attempt launched with `resume_from` that never said what it restored."""
 
 
 @dataclass(eq=False)
@@ -81,11 +84,11 @@ class Attempt:
         """What this attempt's resume failed to restore (empty when all is well or fresh)."""
         if self.resume is not None:
             if self.resume.get("mode") == "init_from":
-                return ["weights only (init_from)"]
+                return [WEIGHTS_ONLY]
             restored = self.resume.get("restored") or {}
             return [part for part in RESTORE_PARTS if restored.get(part) is False]
         if self.launch and self.launch.get("resume_from") and (self.has_steps or self.end):
-            return ["resume_from set but no resume record"]
+            return [NO_RESUME_RECORD]
         return []
 
 

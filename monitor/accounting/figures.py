@@ -1,12 +1,12 @@
-"""Figures built from the states: the seed's pie, goodput, ETTR, counts, mean times, and
-the per-attempt ledger rows (seed 000's hand-kept table, written by the rules)."""
+"""Figures built from the states: the pie, goodput, ETTR, counts, mean times, and the
+per-attempt ledger rows (the ling-1b team's hand-kept table, written by the rules)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
 from monitor.accounting.attempts import Attempt
-from monitor.accounting.overlays import Wasted, checkpoint_stall_s, restore_gaps, wasted_progress
+from monitor.accounting.overlays import Wasted, checkpoint_stall_s, describe_gap, restore_gaps, wasted_progress
 from monitor.accounting.states import DOWNTIME_OF_END, STATES, Outcome, Segment, Timeline
 from monitor.records import Record
 
@@ -195,7 +195,7 @@ def _rows(timeline: Timeline, attempts: list[Attempt], gaps: dict[int, list[str]
         if a.index == 0 and life_start > a.start:
             rows.append(LedgerRow(a.start, life_start - a.start, "startup", a.data_batch, a.nodes, "launch", 0))
         life_end = o.down_begin if o.down_begin is not None else (o.next_start or timeline.end)
-        cause = f"resumed without {', '.join(gaps[a.index])}" if a.index in gaps else ""
+        cause = describe_gap(gaps[a.index]) if a.index in gaps else ""
         if a.split_from_backwards:
             cause = "; ".join(filter(None, ["step counter went back: new attempt", cause]))
         rows.append(LedgerRow(life_start, life_end - life_start, "training" if a.has_steps else "startup",

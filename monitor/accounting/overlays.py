@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from monitor.accounting.attempts import Attempt
+from monitor.accounting.attempts import NO_RESUME_RECORD, WEIGHTS_ONLY, Attempt
 from monitor.accounting.states import Timeline
 
 
@@ -59,3 +59,12 @@ def checkpoint_stall_s(attempts: list[Attempt]) -> float:
 def restore_gaps(attempts: list[Attempt]) -> dict[int, list[str]]:
     """attempt index -> the parts its resume left out."""
     return {a.index: gaps for a in attempts if (gaps := a.restore_gaps())}
+
+
+def describe_gap(missing: list[str]) -> str:
+    """A restore gap as the ledger's rows and figures word it."""
+    if missing == [NO_RESUME_RECORD]:
+        return "launched with resume_from but wrote no resume record: what it restored is unknown"
+    if missing == [WEIGHTS_ONLY]:
+        return "started from weights only (init_from): optimizer, schedule, data position and RNG fresh"
+    return f"resumed without {', '.join(missing)}"

@@ -1,7 +1,7 @@
 """The accounting policy: working hours, holidays, maintenance windows and thresholds.
 
 Everything a user may tune lives here, as one validated value passed to the pure functions.
-Working hours apply in the run's local timezone (seed 000: UTC+8); see docs/accounting.md.
+Working hours apply in the run's local timezone (the ling-1b run: UTC+8); see docs/accounting.md.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class MaintenanceWindow(BaseModel):
 
 
 class Policy(BaseModel):
-    """How seconds are classified. The defaults are the contract's (docs/time-accounting)."""
+    """How seconds are classified. The defaults are those docs/accounting.md states."""
 
     model_config = ConfigDict(frozen=True)
     timezone: str | None = None

@@ -1,5 +1,5 @@
 """States: every second of a run, from its first launch to its last record (or to now while
-it is live), in exactly one state — the rules of docs/time-accounting.md, as pure functions.
+it is live), in exactly one state — the rules of docs/accounting.md, as pure functions.
 """
 
 from __future__ import annotations
@@ -82,17 +82,20 @@ def _carve(pieces: list[Segment], lo: float, hi: float, state: str) -> list[Segm
 
 
 def classify_attempt(attempt: Attempt, view: StepView, stop: float, policy: Policy, *,
-                     final: bool, now: float | None) -> Outcome:
+                     final: bool, now: float | None, read_at: float | None = None) -> Outcome:
     """Segments of [attempt.start, stop): its life, then the downtime up to the next launch
-    (`stop`), or up to the run's end when it is the final attempt."""
+    (`stop`), or up to the run's end when it is the final attempt. A final attempt without an
+    end record is a (silent) fault once the fault threshold has passed since its last record:
+    by `now` when the run is live, else by `read_at` (when the stored run is read), so that a
+    run gives the same fault count live or not."""
     i = attempt.index
     last_ts = min(attempt.last_ts, stop)
     end, silent, open_live = attempt.end, False, False
-    if end is None and final and now is not None:
-        if now - attempt.last_ts > policy.silence_fault_s:
-            end, silent = "fault", True
-        else:
-            open_live, last_ts = True, stop
+    silent_by = now if now is not None else read_at
+    if end is None and final and silent_by is not None and silent_by - attempt.last_ts > policy.silence_fault_s:
+        end, silent = "fault", True
+    elif end is None and final and now is not None:
+        open_live, last_ts = True, stop
     elif end is None and not final:
         end, silent = "fault", True
 
@@ -160,8 +163,10 @@ def run_end(attempts: list[Attempt], now: float | None) -> float:
     return end if now is None else max(end, now)
 
 
-def classify(attempts: list[Attempt], policy: Policy, now: float | None = None) -> Timeline:
-    """The whole run's timeline. `now` given: the run is live and ends now."""
+def classify(attempts: list[Attempt], policy: Policy, now: float | None = None,
+             read_at: float | None = None) -> Timeline:
+    """The whole run's timeline. `now` given: the run is live and ends now. `read_at` given
+    (not live): the moment by which a final attempt's silence counts as a fault."""
     if not attempts:
         return Timeline(0.0, 0.0, now is not None, [], [])
     end = run_end(attempts, now)
@@ -169,6 +174,6 @@ def classify(attempts: list[Attempt], policy: Policy, now: float | None = None) 
     for attempt, following in zip(attempts, attempts[1:] + [None]):
         stop = following.start if following is not None else end
         outcomes.append(classify_attempt(attempt, step_view(attempt, policy), stop, policy,
-                                         final=following is None, now=now))
+                                         final=following is None, now=now, read_at=read_at))
     segments = carve_maintenance([s for o in outcomes for s in o.segments], policy)
     return Timeline(attempts[0].start, end, now is not None, outcomes, segments)

@@ -8,16 +8,10 @@ commits it in the same transaction as the file offset: after a crash, parsing re
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any, ClassVar
 
-from monitor.records import Record
-
-EARLIEST_TS = 946_684_800.0
-"""2000-01-01 00:00 UTC: no training run this product follows wrote a record before it."""
-FUTURE_SLACK_S = 86_400.0
-"""How far ahead of this host's clock a record may be (a node whose clock runs ahead)."""
+from monitor.records import Record, impossible_time
 
 
 class BadLine(ValueError):
@@ -70,24 +64,13 @@ class Parser:
 
 
 def plausible(records: list[Record]) -> list[Record]:
-    """The records, or BadLine for the first whose time cannot be true: before 2000, more than
-    a day ahead of this host's clock, or not a number. One such record (a `ts` in milliseconds,
-    say) would otherwise be stored and break every ledger and live state of its run."""
+    """The records, or BadLine for the first whose time cannot be true (`impossible_time`).
+    One such record (a `ts` in milliseconds, say) would otherwise be stored and break every
+    ledger and live state of its run."""
     if not records:
         return records
-    latest = time.time() + FUTURE_SLACK_S
+    now = time.time()
     for record in records:
-        ts = record.ts
-        if not EARLIEST_TS <= ts <= latest:  # NaN fails too
-            raise BadLine(f"{record.kind} record with an impossible ts {ts!r}: {_why_impossible(ts, latest)}")
+        if (why := impossible_time(record.ts, now)) is not None:
+            raise BadLine(f"{record.kind} record with an impossible ts {record.ts!r}: {why}")
     return records
-
-
-def _why_impossible(ts: float, latest: float) -> str:
-    if math.isnan(ts):
-        return "not a number"
-    if ts < EARLIEST_TS:
-        return "before 2000-01-01 (seconds since 1970 expected)"
-    if ts / 1000 <= latest:
-        return "more than a day ahead of this host's clock (milliseconds? seconds since 1970 expected)"
-    return "more than a day ahead of this host's clock"

@@ -1,4 +1,4 @@
-"""InternLM / InternEvo training logs (seed 002).
+"""InternLM / InternEvo training logs (the InternLM 20B demo's format).
 
     2023-11-10 11:45:20,248 INFO parallel_context.py:555 in set_device -- process rank 0 is
         bound to host:HOST-10-140-60-69 device: 0        → launch (hosts; world = highest rank + 1)

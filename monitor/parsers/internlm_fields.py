@@ -122,7 +122,7 @@ def step_fields(values: dict[str, Any]) -> tuple[int | None, dict[str, Any]]:
     layout = _LAYOUTS.get(keys := tuple(fields)) or _layout(keys)
     slashed = {key: fields.pop(key) for key in layout.slashed}
     fields["per_source"] = per_source = {}
-    for source, tokens, acc, loss in layout.sources:  # seed 002 prints all 33, most with no tokens
+    for source, tokens, acc, loss in layout.sources:  # the 20B demo prints all 33, most with no tokens
         if (value := slashed[tokens]) != 0:
             figures = per_source[source] = {"tokens": value}
             if acc:

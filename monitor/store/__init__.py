@@ -9,7 +9,8 @@ Tables: monitor/models.py; migrations: monitor/migrations/ (run on open).
 
 from monitor.store.alerts import (ack_alert, claim_notification, list_alerts, mute_run, muted_runs,
                                   open_alert_counts, raise_alert, resolve_alert)
-from monitor.store.engine import MaskedLog, StoreError, default_db_path, mask_secrets, mask_url, open_store, resolve_url
+from monitor.store.engine import (MaskedLog, StoreError, default_db_path, mask_secrets, mask_url, open_store,
+                                  resolve_url)
 from monitor.store.live import list_live_states, save_live_states
 from monitor.store.queries import RunSummary, count_records, list_runs, load_records
 from monitor.store.sources import list_sources, this_host

@@ -87,11 +87,12 @@ class MaskedLog(logging.Filter):
         self.secrets = secrets_of(url_or_path)
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Masks the message and a traceback already formatted (PrintableLog, before, does that)."""
         if self.secrets:
-            message = record.getMessage()
+            message, traceback = record.getMessage(), record.exc_text or ""
             for secret in self.secrets:
-                message = message.replace(secret, MASK)
-            record.msg, record.args = message, None
+                message, traceback = message.replace(secret, MASK), traceback.replace(secret, MASK)
+            record.msg, record.args, record.exc_text = message, None, traceback or None
         return True
 
 

@@ -1,4 +1,4 @@
-"""A short InternLM 20B run in seed 002's exact log line format: 16 GPUs on two hosts
+"""A short InternLM 20B run in the InternLM 20B demo's exact log line format: 16 GPUs on two hosts
 (tensor parallel 4, data parallel 4), 300 steps of ~4.1 s, ending in a CUDA OOM traceback.
 Deterministic.
 
@@ -20,7 +20,7 @@ TOKENS_PER_STEP = 65_536
 GPUS = 16
 HOSTS = ("HOST-10-140-60-69", "HOST-10-140-60-95")
 PID = 117775
-# The per-data-source keys of seed 002's line, in its order (the demo trained on a code folder).
+# The per-data-source keys of the demo's line, in its order (the demo trained on a code folder).
 SOURCES = (".git .github .gitignore .gitmodules .owners.yml .pre-commit-config.yaml .pylintrc .pytest_cache "
            ".readthedocs.yml .vscode 7b_train CHANGE_LOG.md LICENSE README-ja-JP.md README-zh-Hans.md README.md "
            "RUN ci_scripts configs doc docker docker.Makefile experiment internlm requirements "

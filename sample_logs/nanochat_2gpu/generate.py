@@ -1,4 +1,4 @@
-"""A nanochat base_train run on two GPUs, shaped like seed 004 (d16, 185M params, 2x RTX 5090 D,
+"""A nanochat base_train run on two GPUs, shaped like the nanochat run of the report (d16, 185M params, 2x RTX 5090 D,
 30,720 tokens/step, checkpoint every 4000 steps), whose throughput falls from ~65k to ~35k
 tok/s at step 5000 with nothing in the log saying why. Deterministic.
 

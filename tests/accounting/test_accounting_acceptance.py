@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-LOGS = ROOT / "sample_logs" / "seed000" / "logs"
+LOGS = ROOT / "sample_logs" / "ling_1b" / "logs"
 RUN = "ling-1b-v1"
 
 
@@ -22,8 +22,8 @@ def trainledger(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
 
 
-def test_ingest_then_ledger_gives_seed000(tmp_path):
-    db = str(tmp_path / "seed000.db")
+def test_ingest_then_ledger_gives_ling_1b(tmp_path):
+    db = str(tmp_path / "ling_1b.db")
     ingested = trainledger("ingest", str(LOGS), "--db", db)
     assert ingested.returncode == 0, ingested.stderr
     result = trainledger("ledger", RUN, "--db", db, "--format", "json")

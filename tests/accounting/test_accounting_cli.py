@@ -17,14 +17,14 @@ from monitor.intake import Intake
 from monitor.sources import Targets
 from monitor.store import open_store
 
-SEED = Path(__file__).resolve().parents[2] / "sample_logs" / "seed000" / "logs"
+SEED = Path(__file__).resolve().parents[2] / "sample_logs" / "ling_1b" / "logs"
 RUN = "ling-1b-v1"
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> str:
     """Seed 000's logs ingested into a real SQLite file by the intake."""
-    path = str(tmp_path_factory.mktemp("ledger") / "seed000.db")
+    path = str(tmp_path_factory.mktemp("ledger") / "ling_1b.db")
     engine = open_store(path)
     Intake(engine).ingest(Targets([SEED]))
     engine.dispose()
@@ -38,7 +38,7 @@ def ledger(*args: str):
     return CliRunner().invoke(app, ["ledger", *args])
 
 
-def test_json_gives_seed000_pie_and_counts(store):
+def test_json_gives_ling_1b_pie_and_counts(store):
     result = ledger(RUN, "--db", store, "--format", "json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)

@@ -1,4 +1,4 @@
-"""Each rule of docs/time-accounting.md on a small hand-made timeline (UTC working hours)."""
+"""Each rule of docs/accounting.md on a small hand-made timeline (UTC working hours)."""
 
 from __future__ import annotations
 
@@ -122,7 +122,10 @@ def test_restore_gaps_are_flagged():
     run.launch(at("2024-06-03 11:00"), resume_from="c").resume(at("2024-06-03 11:01"), 0)
     run.steps(at("2024-06-03 11:02"), at("2024-06-03 11:10"), first_step=1).finish(at("2024-06-03 11:10"))
     ledger = compute_ledger(run.sorted(), UTC)
-    assert ledger.restore_gaps == {1: ["optimizer", "rng"], 2: ["resume_from set but no resume record"]}
+    assert ledger.restore_gaps == {1: ["optimizer", "rng"], 2: ["resume record"]}
+    causes = [row.cause for row in ledger.rows if row.state == "training"]
+    assert causes == ["", "resumed without optimizer, rng",
+                      "launched with resume_from but wrote no resume record: what it restored is unknown", ""]
     init = Run().launch(at("2024-06-03 10:00"), resume_from="w")
     init._add("resume", at("2024-06-03 10:01"), step=0, source="w", mode="init_from",
               restored=dict.fromkeys(("model", "optimizer", "lr_scheduler", "grad_scaler", "data_position", "rng"), True))

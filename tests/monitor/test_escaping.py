@@ -108,3 +108,31 @@ def test_status_prints_file_names_bad_lines_and_runs_as_visible_escapes(hostile_
     flat = out.replace("\n", "").replace(" ", "").replace("│", "")
     assert f"events{visible}" in flat and f"run{visible}" in flat, out
     assert "notjson" in flat  # the first bad line's example, escaped
+
+
+def test_the_daemons_log_escapes_messages_and_tracebacks_and_masks_secrets():
+    """The filters `watch` and `ingest` put on their log handler, on a real handler."""
+    import io
+    import logging
+
+    from monitor.escape import PrintableLog
+    from monitor.store import MaskedLog
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.addFilter(PrintableLog())
+    handler.addFilter(MaskedLog("postgresql+psycopg://u:pa55word@db.example/x?password=t0ken"))
+    log = logging.getLogger("test.escaping")
+    log.addHandler(handler)
+    try:
+        log.warning("%s: bad line skipped (%s)", f"events{HOSTILE}.jsonl", "pa55word")
+        try:
+            raise RuntimeError(f"cannot reach t0ken {HOSTILE}")
+        except RuntimeError:
+            log.exception("run %s failed", RUN)
+    finally:
+        log.removeHandler(handler)
+    text = out.getvalue()
+    assert not any(c in text for c in RAW) and "pa55word" not in text and "t0ken" not in text, text
+    assert "events\\x1b[2J" in text and "bad line skipped (***)" in text
+    assert "RuntimeError: cannot reach *** \\x1b[2J" in text and "Traceback (most recent call last):\n" in text

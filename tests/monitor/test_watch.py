@@ -275,7 +275,8 @@ def _count(db: Path) -> int:
 def test_targets_expand_files_folders_and_globs(tmp_path):
     for name in ("a/train.log", "a/events.jsonl", "a/.hidden.log", "a/ckpt/model.pt", "a/store.db-wal", "a/README.md",
                  "a/config.json", "a/checkpoint-5/trainer_state.json", "a/checkpoint-5/tokenizer.json",
-                 "a/checkpoints/step_5/meta.json", "b/train.log", "b/deep/x/train.log", "c.log"):
+                 "a/checkpoints/step_5/meta.json", "a/run_id", "a/run_id.tmp", "b/train.log", "b/deep/x/train.log",
+                 "c.log"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("x\n")
     files = Targets([tmp_path / "a"]).files()

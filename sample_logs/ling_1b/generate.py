@@ -1,9 +1,9 @@
-"""Rebuild seed 000's run (ling-1b, 2024-05-19 .. 06-22) as the event logs its trainer would
+"""Rebuild the ling-1b run (2024-05-19 .. 06-22) as the event logs its trainer would
 have written: one JSONL file per launch, schema v1. Deterministic: same output every time.
 
-    .venv/bin/python sample_logs/seed000/generate.py [OUT]   # (re)writes sample_logs/seed000/logs/
+    .venv/bin/python sample_logs/ling_1b/generate.py [OUT]   # (re)writes sample_logs/ling_1b/logs/
 
-Every number comes from the hand-kept table in seed 000; README.md explains row by row.
+Every number comes from the team's hand-kept table; README.md explains row by row.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import eventschema
 from monitor.records import Record
 
 ROOT = Path(__file__).resolve().parents[2]
-SEED = ROOT / "sample_logs" / "seed000"
+SEED = ROOT / "sample_logs" / "ling_1b"
 
 
 def test_the_committed_logs_are_what_the_generator_writes(tmp_path):
@@ -25,7 +25,7 @@ def test_the_committed_logs_are_what_the_generator_writes(tmp_path):
         assert path.read_bytes() == (SEED / "logs" / path.name).read_bytes(), path.name
 
 
-def test_every_line_of_the_seed000_logs_is_a_valid_schema_v1_event():
+def test_every_line_of_the_ling_1b_logs_is_a_valid_schema_v1_event():
     for path in sorted((SEED / "logs").glob("*.jsonl")):
         with path.open() as lines:
             events = eventschema.validate_lines(lines, source=str(path))
@@ -40,7 +40,7 @@ def test_the_other_sample_logs_are_what_their_generators_write(tmp_path, folder,
     assert (tmp_path / name).read_bytes() == (ROOT / "sample_logs" / folder / "logs" / name).read_bytes()
 
 
-def test_seed000_followed_live_through_the_night_the_switch_tripped():
+def test_ling_1b_followed_live_through_the_night_the_switch_tripped():
     from datetime import datetime, timedelta, timezone
 
     from monitor.accounting import LiveLedger
