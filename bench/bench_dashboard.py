@@ -31,6 +31,7 @@ TRAINLEDGER = str(Path(sys.executable).with_name("trainledger"))
 RUN = "long"
 EIGHT = ["loss", "lr", "grad_norm", "loss_scale", "tflops", "tgs", "tokens_per_s", "mfu"]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+EVERY_POINT_LIMIT_MS = 300_000
 IDLE = '[data-testid="stApp"][data-test-connection-state="CONNECTED"][data-test-script-state="notRunning"]'
 OLD_LEDGER = ("import sys; from monitor.store import open_store, load_records; from monitor.accounting import "
               "compute_ledger; from monitor.ledger import to_json; e = open_store(sys.argv[1], read_only=True); "
@@ -112,6 +113,7 @@ def _page_seconds(browser, url: str, charts: int, timeout_ms: int = 600_000) -> 
 
 
 def _browser_rows(db: str, minutes: float, charts: int) -> list[str]:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     server = Server(db)
@@ -122,12 +124,14 @@ def _browser_rows(db: str, minutes: float, charts: int) -> list[str]:
             _page_seconds(browser, f"{server.base}/?page=runs", 0)  # warm: the server's imports
             run_url = f"{server.base}/?page=run&run={RUN}"
             m4_s = min(_page_seconds(browser, run_url, charts) for _ in range(3))
-            every_s = _page_seconds(browser, run_url + "&points=all", charts)
+            try:
+                every = f"{_page_seconds(browser, run_url + '&points=all', charts, EVERY_POINT_LIMIT_MS):.2f} s"
+            except PlaywrightTimeout:
+                every = f"> {EVERY_POINT_LIMIT_MS / 1000:.0f} s (not drawn within the limit)"
             downtime = min(_page_seconds(browser, f"{server.base}/?page=downtime&run={RUN}", 2) for _ in range(3))
             rows += [f"| Run page of the 1M-step run, opened to {charts} charts drawn, M4 (2,000 points a chart, "
                      f"best of 3) | {m4_s:.2f} s | ≤ 1.5 s |",
-                     f"| same page drawing every point | {every_s:.2f} s | — |",
-                     f"| ratio every point / M4 | {every_s / m4_s:.1f}× | — |",
+                     f"| same page drawing every point | {every} | — |",
                      f"| Downtime page of the 1M-step run, opened to pie and timeline drawn (best of 3) "
                      f"| {downtime:.2f} s | ≤ 2 s |"]
             rows.append(_live_memory(browser, server, db, minutes))

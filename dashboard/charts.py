@@ -15,7 +15,6 @@ from monitor.accounting import Ledger, parse_timezone
 
 STATE_COLOURS = {"training": "#2ca02c", "stalled": "#bcbd22", "startup": "#17becf", "fault": "#d62728",
                  "waiting": "#ff7f0e", "manual": "#9467bd", "off_hours": "#7f7f7f", "maintenance": "#c7c7c7"}
-WEBGL_ABOVE = 20_000
 PIE_LABELS = {"training": "training", "interrupted_or_waiting": "interrupted / waiting",
               "nobody_at_work": "nobody at work", "maintenance": "planned maintenance"}
 PIE_COLOURS = {"training": "#2ca02c", "interrupted_or_waiting": "#d62728", "nobody_at_work": "#7f7f7f",
@@ -53,11 +52,11 @@ def line_chart(title: str, traces: list[dict], *, x_title: str, marks: Marks | N
     across refreshes of the same chart (plotly's uirevision)."""
     figure = go.Figure()
     for trace in traces:
-        # SVG draws a few thousand points fine; WebGL only for series drawn whole
-        kind = go.Scattergl if len(trace["x"]) > WEBGL_ABOVE else go.Scatter
-        figure.add_trace(kind(x=trace["x"], y=trace["y"], name=text(trace["name"]), mode=trace.get("mode", "lines"),
-                              line={"dash": trace.get("dash", "solid"), "width": trace.get("width", 1.2)},
-                              opacity=trace.get("opacity", 1.0)))
+        # SVG, not WebGL: a browser without a GPU (headless, remote desktops) may have no WebGL,
+        # and a downsampled line is a few thousand points at most
+        figure.add_trace(go.Scatter(x=trace["x"], y=trace["y"], name=text(trace["name"]), mode=trace.get("mode", "lines"),
+                                    line={"dash": trace.get("dash", "solid"), "width": trace.get("width", 1.2)},
+                                    opacity=trace.get("opacity", 1.0)))
     if marks is not None:
         _add_marks(figure, marks)
     figure.update_layout(title={"text": title}, xaxis_title=x_title, yaxis_title=y_title, height=320,

@@ -70,10 +70,11 @@ def controls(view: RunView) -> View:
 
 def _fetch(db: Engine, run: str, view: View) -> Drawn:
     """The series, fetched whole once, then only the steps after the last one drawn. Redone
-    steps (a resume from an older checkpoint) or a tail past the point budget: fetched whole."""
-    key = ("drawn", run, view)
-    drawn: Drawn | None = st.session_state.get(key)
-    if drawn is not None and drawn.series.last_step is not None:
+    steps (a resume from an older checkpoint) or a tail past the point budget: fetched whole.
+    One drawing is kept per session (another view replaces it), so a session's memory stays flat."""
+    key = "run_drawn"
+    kept_view, drawn = st.session_state.get(key, (None, None))
+    if kept_view == (run, view) and drawn.series.last_step is not None:
         after = replace(view.window, first_step=max(drawn.series.last_step + 1, view.window.first_step or 0))
         new = step_series(db, run, list(FIGURES), x=view.x, window=after, max_points=view.max_points)
         drawn_points = len(drawn.series.points["loss"][0])
@@ -93,7 +94,7 @@ def _fetch(db: Engine, run: str, view: View) -> Drawn:
     _, xs, loss = raw_series(db, run, "loss", x=view.x, window=view.window)
     smoothed, state = ema(loss, view.weight)
     drawn = Drawn(series, m4(xs, smoothed, view.max_points // 4), state)
-    st.session_state[key] = drawn
+    st.session_state[key] = ((run, view), drawn)
     return drawn
 
 
