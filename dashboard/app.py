@@ -11,6 +11,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import page_compare, page_downtime, page_more, page_run, page_runs
+from dashboard.charts import markdown_text
 from dashboard.data import engine, ledger, runs
 
 PAGES = {"runs": "Runs", "run": "Run", "downtime": "Downtime", "compare": "Compare", "whatif": "What-if",
@@ -47,11 +48,11 @@ def main() -> None:
     if page == "runs":
         page_runs.page(db, views)
     elif page == "run":
-        st.header(f"Run {view.name}")
+        st.header(f"Run {markdown_text(view.name)}")
         result = ledger(db, view)
         page_run.page(db, view, result.timezone if result else "UTC")
     elif page == "downtime":
-        st.header(f"Downtime of {view.name}")
+        st.header(f"Downtime of {markdown_text(view.name)}")
         page_downtime.page(ledger(db, view))
     elif page == "compare":
         page_compare.page(db, views)

@@ -1,8 +1,11 @@
-"""Plotly figures of the pages. Text from logs only ever goes into figure data (hover text,
-labels), which plotly renders as text, never as HTML of the page."""
+"""Plotly figures of the pages. Plotly draws a few HTML tags in its text (<b>, <br>, links),
+so every text from logs that a figure holds (run, attempt and source names, causes, alert
+messages) goes through `text()` first: a log line holding HTML is drawn as written."""
 
 from __future__ import annotations
 
+import html
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -12,7 +15,6 @@ from monitor.accounting import Ledger, parse_timezone
 
 STATE_COLOURS = {"training": "#2ca02c", "stalled": "#bcbd22", "startup": "#17becf", "fault": "#d62728",
                  "waiting": "#ff7f0e", "manual": "#9467bd", "off_hours": "#7f7f7f", "maintenance": "#c7c7c7"}
-WEBGL_ABOVE = 20_000
 PIE_LABELS = {"training": "training", "interrupted_or_waiting": "interrupted / waiting",
               "nobody_at_work": "nobody at work", "maintenance": "planned maintenance"}
 PIE_COLOURS = {"training": "#2ca02c", "interrupted_or_waiting": "#d62728", "nobody_at_work": "#7f7f7f",
@@ -29,6 +31,16 @@ class Marks:
     redone: list[tuple[float, float]] = field(default_factory=list)
 
 
+def text(value: object) -> str:
+    """Log text for a plotly label: its <, > and & as entities, which plotly shows literally."""
+    return html.escape(str(value), quote=False)
+
+
+def markdown_text(value: object) -> str:
+    """Log text for a Streamlit header or caption (Markdown): every Markdown character escaped."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$:])", r"\\\1", str(value))
+
+
 def to_datetimes(xs, zone: str = "UTC") -> list[datetime]:
     tz = parse_timezone(zone) if zone else timezone.utc
     return [datetime.fromtimestamp(x, tz) for x in xs]
@@ -40,11 +52,11 @@ def line_chart(title: str, traces: list[dict], *, x_title: str, marks: Marks | N
     across refreshes of the same chart (plotly's uirevision)."""
     figure = go.Figure()
     for trace in traces:
-        # SVG draws a few thousand points fine; WebGL only for series drawn whole
-        kind = go.Scattergl if len(trace["x"]) > WEBGL_ABOVE else go.Scatter
-        figure.add_trace(kind(x=trace["x"], y=trace["y"], name=trace["name"], mode=trace.get("mode", "lines"),
-                              line={"dash": trace.get("dash", "solid"), "width": trace.get("width", 1.2)},
-                              opacity=trace.get("opacity", 1.0)))
+        # SVG, not WebGL: a browser without a GPU (headless, remote desktops) may have no WebGL,
+        # and a downsampled line is a few thousand points at most
+        figure.add_trace(go.Scatter(x=trace["x"], y=trace["y"], name=text(trace["name"]), mode=trace.get("mode", "lines"),
+                                    line={"dash": trace.get("dash", "solid"), "width": trace.get("width", 1.2)},
+                                    opacity=trace.get("opacity", 1.0)))
     if marks is not None:
         _add_marks(figure, marks)
     figure.update_layout(title={"text": title}, xaxis_title=x_title, yaxis_title=y_title, height=320,
@@ -63,7 +75,7 @@ def _add_marks(figure: go.Figure, marks: Marks) -> None:
     if marks.attempts:
         figure.add_trace(go.Scatter(x=[x for x, _ in marks.attempts], y=[1.0] * len(marks.attempts), yaxis="y2",
                                     mode="markers", marker={"symbol": "triangle-down", "color": "#555"},
-                                    name="attempt start", hovertext=[label for _, label in marks.attempts],
+                                    name="attempt start", hovertext=[text(label) for _, label in marks.attempts],
                                     hoverinfo="text+x"))
     if marks.checkpoints:
         figure.add_trace(go.Scatter(x=marks.checkpoints, y=[0.02] * len(marks.checkpoints), yaxis="y2", mode="markers",
@@ -72,7 +84,7 @@ def _add_marks(figure: go.Figure, marks: Marks) -> None:
     if marks.alerts:
         figure.add_trace(go.Scatter(x=[x for x, _ in marks.alerts], y=[0.95] * len(marks.alerts), yaxis="y2",
                                     mode="markers", marker={"symbol": "x", "color": "#d62728", "size": 9},
-                                    name="alert", hovertext=[text for _, text in marks.alerts], hoverinfo="text+x"))
+                                    name="alert", hovertext=[text(message) for _, message in marks.alerts], hoverinfo="text+x"))
     figure.update_layout(yaxis2={"overlaying": "y", "range": [0, 1.05], "visible": False, "fixedrange": True})
 
 
@@ -84,7 +96,7 @@ def pie_chart(ledger: Ledger) -> go.Figure:
                               marker={"colors": [PIE_COLOURS[k] for k in keys]}, sort=False,
                               texttemplate="%{label}<br>%{value:.2f} d", textinfo="text",
                               hovertemplate="%{label}: %{value:.2f} days (%{percent})<extra></extra>"))
-    figure.update_layout(title={"text": f"{ledger.run}: where the days went"}, height=420,
+    figure.update_layout(title={"text": f"{text(ledger.run)}: where the days went"}, height=420,
                          margin={"l": 20, "r": 20, "t": 50, "b": 20})
     return figure
 
@@ -103,9 +115,9 @@ def timeline_chart(ledger: Ledger) -> go.Figure:
         starts = [datetime.fromtimestamp(s.start, zone) for s in segments]
         figure.add_trace(go.Bar(
             base=starts, x=[(s.end - s.start) * 1000 for s in segments], orientation="h",
-            y=[ledger.attempt_ids[s.attempt] for s in segments], name=state,
+            y=[text(ledger.attempt_ids[s.attempt]) for s in segments], name=state,
             marker={"color": STATE_COLOURS[state]},
-            customdata=[[_cause(rows_of.get(s.attempt, []), s.start), (s.end - s.start) / 3600] for s in segments],
+            customdata=[[text(_cause(rows_of.get(s.attempt, []), s.start)), (s.end - s.start) / 3600] for s in segments],
             hovertemplate=f"{state} from %{{base|%Y-%m-%d %H:%M}} for %{{customdata[1]:.2f}} h"
                           "<br>%{customdata[0]}<extra>%{y}</extra>"))
     figure.update_layout(barmode="overlay", title={"text": "States by attempt"}, xaxis={"type": "date"},

@@ -1,5 +1,5 @@
-"""The Downtime page: seed 000's pie in days, the ledger, the states by attempt, the figures,
-and the working-hours policy in use — all from monitor.accounting, nothing recomputed here."""
+"""The Downtime page: the pie in days (as the ling-1b team drew it by hand), the ledger, the
+states by attempt, the figures, and the working-hours policy in use — all from monitor.accounting, nothing recomputed here."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts
+from dashboard.charts import markdown_text
 from dashboard.policy import current_policy
 from monitor.accounting import Ledger
 from monitor.ledger import summary_lines, table_rows
@@ -35,6 +36,6 @@ def _policy(result: Ledger) -> None:
     holidays = ", ".join(sorted(d.isoformat() for d in policy.holidays)) or "none"
     maintenance = ", ".join(f"{w.start.isoformat()} → {w.end.isoformat()}" for w in policy.maintenance) or "none"
     st.caption(f"Policy in use: working hours {policy.work_start:%H:%M}–{policy.work_end:%H:%M} "
-               f"({result.timezone}); holidays: {holidays}; planned maintenance: {maintenance}; "
+               f"({markdown_text(result.timezone)}); holidays: {holidays}; planned maintenance: {maintenance}; "
                f"stalled after ≥ {policy.stall_min_s:g} s without a step; a silent live run is a fault after "
                f"{policy.silence_fault_s:g} s. The same options as `trainledger ledger` (docs/accounting.md).")

@@ -17,6 +17,7 @@ from monitor.store.read import (STEP_FIGURES, StepSeries, Window, latest_steps, 
                                 step_sources)
 
 MAX_POINTS = 2000
+EVERY_POINT = 1 << 40
 REFRESH_S = 2.0
 X_TITLES = {"step": "step", "time": "wall time", "tokens": "tokens consumed"}
 FIGURES = {"loss": "loss", "tokens_per_s": "tokens/s", "tgs": "tokens/gpu/s", "tflops": "TFLOPs", "mfu": "MFU",
@@ -42,6 +43,7 @@ class View:
     x: str
     window: Window
     weight: float
+    max_points: int = MAX_POINTS
 
 
 def controls(view: RunView) -> View:
@@ -61,19 +63,22 @@ def controls(view: RunView) -> View:
         window = Window(first_step=int(first), last_step=int(last) or None)
     weight = right.slider("loss smoothing", 0.0, 0.999, 0.6, 0.001, key="run_smoothing",
                           help="TensorBoard's debiased EMA, computed on every step before downsampling")
-    return View(x, window, weight)
+    # ?points=all draws every step, unbucketed: the benchmark's side-by-side
+    every = st.query_params.get("points") == "all"
+    return View(x, window, weight, EVERY_POINT if every else MAX_POINTS)
 
 
 def _fetch(db: Engine, run: str, view: View) -> Drawn:
     """The series, fetched whole once, then only the steps after the last one drawn. Redone
-    steps (a resume from an older checkpoint) or a tail past the point budget: fetched whole."""
-    key = ("drawn", run, view)
-    drawn: Drawn | None = st.session_state.get(key)
-    if drawn is not None and drawn.series.last_step is not None:
+    steps (a resume from an older checkpoint) or a tail past the point budget: fetched whole.
+    One drawing is kept per session (another view replaces it), so a session's memory stays flat."""
+    key = "run_drawn"
+    kept_view, drawn = st.session_state.get(key, (None, None))
+    if kept_view == (run, view) and drawn.series.last_step is not None:
         after = replace(view.window, first_step=max(drawn.series.last_step + 1, view.window.first_step or 0))
-        new = step_series(db, run, list(FIGURES), x=view.x, window=after, max_points=MAX_POINTS)
+        new = step_series(db, run, list(FIGURES), x=view.x, window=after, max_points=view.max_points)
         drawn_points = len(drawn.series.points["loss"][0])
-        if new.redone == drawn.series.redone and new.exact and drawn_points + new.rows <= 2 * MAX_POINTS:
+        if new.redone == drawn.series.redone and new.exact and drawn_points + new.rows <= 2 * view.max_points:
             if new.rows:
                 for figure, (xs, ys) in new.points.items():
                     drawn.series.points[figure][0].extend(xs)
@@ -85,11 +90,11 @@ def _fetch(db: Engine, run: str, view: View) -> Drawn:
                 drawn.smoothed[0].extend(new_x.tolist())
                 drawn.smoothed[1].extend(smoothed.tolist())
             return drawn
-    series = step_series(db, run, list(FIGURES), x=view.x, window=view.window, max_points=MAX_POINTS)
+    series = step_series(db, run, list(FIGURES), x=view.x, window=view.window, max_points=view.max_points)
     _, xs, loss = raw_series(db, run, "loss", x=view.x, window=view.window)
     smoothed, state = ema(loss, view.weight)
-    drawn = Drawn(series, m4(xs, smoothed, MAX_POINTS // 4), state)
-    st.session_state[key] = drawn
+    drawn = Drawn(series, m4(xs, smoothed, view.max_points // 4), state)
+    st.session_state[key] = ((run, view), drawn)
     return drawn
 
 
@@ -140,7 +145,7 @@ def charts_of(db: Engine, view: RunView, options: View, zone: str) -> None:
                    "y": drawn.smoothed[1], "width": 2}]
     _, xs, trainer_smoothed = raw_series(db, run, ("loss_smoothed",), x=options.x, window=options.window)
     if len(trainer_smoothed):
-        xs, ys = m4(xs, trainer_smoothed, MAX_POINTS // 4)
+        xs, ys = m4(xs, trainer_smoothed, options.max_points // 4)
         traces.append({"name": "loss (smoothed by the trainer)", "x": _xs(xs, options.x, zone), "y": ys, "width": 2})
     if traces:
         st.plotly_chart(charts.line_chart("loss", traces, x_title=x_title, marks=marks, revision=revision),
@@ -184,7 +189,7 @@ def _per_source(db: Engine, run: str, options: View, x_title: str, revision: str
         traces = []
         for source in sources:
             _, xs, ys = raw_series(db, run, ("per_source", source, figure), x=options.x, window=options.window)
-            xs, ys = m4(xs, ys, MAX_POINTS // 4)
+            xs, ys = m4(xs, ys, options.max_points // 4)
             traces.append({"name": source, "x": xs, "y": ys})
         column.plotly_chart(charts.line_chart(f"{figure} per source", traces, x_title=x_title, revision=revision),
                             key=f"chart-source-{figure}-{run}")

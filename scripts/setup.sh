@@ -15,3 +15,9 @@ fi
 # train.compile=true (and its test) builds CPU kernels with the system C++ compiler.
 command -v g++ >/dev/null || { apt-get update -qq && apt-get install -y -qq g++ >/dev/null; } \
   || echo "g++ not installed: train.compile=true cannot compile on CPU" >&2
+# The browser tests drive Debian's chromium (never a downloaded browser): installed when missing
+# and this runs as root (CI); elsewhere, `apt-get install chromium` once.
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null
+fi

@@ -1,5 +1,5 @@
 """Throughput regressions in a finished or running series: where per-device throughput fell
-and stayed down (seed 004: 65k → 35k tok/s at some step, noticed only when the report was written).
+and stayed down (the nanochat run: 65k → 35k tok/s at some step, noticed only when the report was written).
 
 This should share its rule with the live throughput-regression detector of `monitor/detectors/`
 (built in parallel): one rule, two callers. Until they are unified, the rule here is:

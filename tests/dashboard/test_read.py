@@ -50,7 +50,11 @@ def test_downsampling_keeps_every_buckets_first_last_min_and_max(series_store, v
     with series_store.begin() as conn:
         insert_step_rows(conn, ("seq", "run", "attempt", "ts", "host", "rank", "step", "loss"),
                          [(i, run, run, T0 + s, "", 0, s, v) for i, (s, v) in enumerate(zip(steps, values))])
-    series = step_series(series_store, run, ["loss"], max_points=max_points)
+    _assert_m4(series_store, run, steps, values, max_points)
+
+
+def _assert_m4(engine, run: str, steps: list[int], values: list[float], max_points: int) -> None:
+    series = step_series(engine, run, ["loss"], max_points=max_points)
     xs, ys = series.points["loss"]
     if len(values) <= max_points:
         assert (xs, ys) == (steps, values) and series.exact
@@ -61,6 +65,15 @@ def test_downsampling_keeps_every_buckets_first_last_min_and_max(series_store, v
         assert bucket["first"] in drawn and bucket["last"] in drawn
         inside = [y for x, y in drawn if bucket["first"][0] <= x <= bucket["last"][0]]
         assert bucket["min"] in inside and bucket["max"] in inside
+
+
+def test_both_stores_downsample_alike(store):
+    """SQLite (a range read per bucket) and PostgreSQL (GROUP BY): the same M4 points."""
+    write_run(store, "resumed", 20_000)
+    with store.connect() as conn:
+        rows = conn.execute(text("SELECT step, loss FROM step_metrics WHERE run = 'resumed' AND NOT "
+                                 "(attempt = 'resumed-a1' AND step > 6000) ORDER BY step")).all()
+    _assert_m4(store, "resumed", [r[0] for r in rows], [r[1] for r in rows], 400)
 
 
 @pytest.fixture(scope="module")

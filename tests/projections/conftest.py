@@ -42,7 +42,7 @@ def sample_db(tmp_path_factory) -> str:
     previous.parent.mkdir()
     previous.write_text("\n".join(generator.lines()).replace(f"run = {NANOCHAT_RUN}", f"run = {PREVIOUS_RUN}") + "\n")
     db = str(folder / "samples.db")
-    for logs in (NANOCHAT / "logs", previous.parent, ROOT / "sample_logs" / "seed000" / "logs"):
+    for logs in (NANOCHAT / "logs", previous.parent, ROOT / "sample_logs" / "ling_1b" / "logs"):
         result = trainledger("ingest", str(logs), "--db", db)
         assert result.returncode == 0, result.stderr
     return db
