@@ -60,6 +60,9 @@ class LiveRuns:
         self.clock = clock
         self.ledgers: dict[str, LiveLedger] = {}
         self.last_ts: dict[str, float] = {}
+        self.on_seed: list[Callable[[str, list[Record]], None]] = []
+        """Told each run's records whenever they are (re)read from the store, so another fold
+        (the alerts' detectors) starts from the same records without reading them again."""
         self.saved: dict[str, LiveState] = {s.run: s for s in list_live_states(engine)}
         self.stale: set[str] = {s.run for s in self.saved.values() if s.state not in SETTLED}
         """Runs to refold from the store at the next tick, once, not per batch: those that got a
@@ -97,6 +100,8 @@ class LiveRuns:
         records = load_records(self.engine, run)
         self.ledgers[run] = LiveLedger.from_records(records, self.policy)
         self.last_ts[run] = max((r.ts for r in records), default=float("-inf"))
+        for listener in self.on_seed:
+            listener(run, records)
 
     def record(self, runs: list[str]) -> None:
         """Write these runs' current states in one transaction, then log those that changed."""

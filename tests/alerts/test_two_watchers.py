@@ -26,8 +26,8 @@ def test_two_watchers_of_one_run_raise_and_send_each_alert_once(tmp_path, store_
         config.write_text(f"""
 [policy]
 work_hours = "00:00-23:59"
-stall_after_s = 2
-fault_after_s = 5
+stall_after_s = 4
+fault_after_s = 8
 
 [[alerts.notifiers]]
 name = "team"
