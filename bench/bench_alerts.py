@@ -152,10 +152,14 @@ def _ingest_round(records_file: Path, work: Path, with_alerts: bool) -> float:
 
 
 def _synthetic_log(path: Path, steps: int) -> None:
+    """One step a second up to now (so the run is live news, not history), with the figures the
+    detectors read."""
+    start = time.time() - steps
     with open(path, "w") as log:
-        log.write(json.dumps({"v": 1, "kind": "launch", "run": "cost", "attempt": "a1", "ts": 1.7e9}) + "\n")
+        log.write(json.dumps({"v": 1, "kind": "launch", "run": "cost", "attempt": "a1", "ts": start,
+                              "world_size": 8}) + "\n")
         for step in range(1, steps + 1):
-            log.write(json.dumps({"v": 1, "kind": "step", "run": "cost", "attempt": "a1", "ts": 1.7e9 + step,
+            log.write(json.dumps({"v": 1, "kind": "step", "run": "cost", "attempt": "a1", "ts": start + step,
                                   "step": step, "loss": 2.0 + (step % 7) / 100, "tokens_per_s": 5e4 + step % 13,
                                   "mfu": 0.4, "loss_scale": 65536.0}) + "\n")
 
