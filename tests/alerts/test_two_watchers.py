@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 from monitor.store import list_alerts, open_store
 from polling import wait_for
