@@ -23,7 +23,7 @@ from monitor.live import LiveRuns
 from monitor.models import Alert
 from monitor.records import Record
 from monitor.routing import Router
-from monitor.store import list_alerts, load_records, raise_alert, resolve_alert
+from monitor.store import list_alerts, raise_alert, resolve_alert
 from monitor.store.alerts import launch_configs, median_throughput, newest_step_ts
 
 log = logging.getLogger("trainledger.alerts")
@@ -36,6 +36,9 @@ class Alerter:
         self.engine, self.live, self.router, self.clock = engine, live, router, clock
         self.config = config or Config()
         self.detectors: dict[str, RunDetectors] = {}
+        self.just_seeded: set[str] = set()
+        """Runs the live accounting has just read from the store, this batch included."""
+        live.on_seed.append(self._seed)
 
     def committed(self, records: Iterable[Record]) -> None:
         by_run: dict[str, list[Record]] = {}
@@ -43,19 +46,15 @@ class Alerter:
             by_run.setdefault(record.run, []).append(record)
         for run, batch in by_run.items():
             detectors = self.detectors.get(run)
-            if detectors is None:
-                self._seed(run)  # the store already holds this batch
-                continue
+            if detectors is None or run in self.just_seeded:
+                continue  # seeded with this batch, or to be refolded at the next tick
             batch.sort(key=lambda r: r.ts)
-            add = detectors.add
-            for record in batch:
-                add(record)
+            detectors.add_all(batch)
+        self.just_seeded.clear()
         self.evaluate(list(by_run), on_commit=True)
 
     def tick(self) -> None:
-        for run in self.live.ledgers:
-            if run not in self.detectors and run not in self.live.stale:
-                self._seed(run)
+        self.just_seeded.clear()
         self.evaluate(list(self.detectors))
         if self.router is not None:
             self.router.repeat(self._policy)
@@ -75,11 +74,13 @@ class Alerter:
         del self.detectors[run]
         return True
 
-    def _seed(self, run: str) -> None:
+    def _seed(self, run: str, records: list[Record]) -> None:
+        """The run's detectors, folded over its stored records (LiveRuns read them)."""
         detectors = RunDetectors(self.config.alerts.rules, self._reference(run))
-        for record in load_records(self.engine, run):
+        for record in records:
             detectors.add(record)
         self.detectors[run] = detectors
+        self.just_seeded.add(run)
 
     def _reference(self, run: str) -> float | None:
         """The comparable run's median tokens/s: the one the config names, else the latest earlier
@@ -117,7 +118,11 @@ class Alerter:
             findings = {f.cause: f for f in self.detectors[run].findings(ledger, now)}
             if not on_commit and not SILENCE.isdisjoint(findings) and self._behind(run):
                 continue
-            self._sync(run, findings, self._policy(run), now, not_raised=SILENCE if on_commit else frozenset())
+            if now - self.live.last_ts.get(run, now) > self.config.alerts.rules.history_after_s:
+                not_raised = frozenset(findings)
+            else:
+                not_raised = SILENCE if on_commit else frozenset()
+            self._sync(run, findings, self._policy(run), now, not_raised)
 
     def _sync(self, run: str, findings: dict[str, Finding], policy: Policy, now: float,
               not_raised: frozenset[str]) -> None:

@@ -71,6 +71,9 @@ class RulesConfig(_Section):
     restart_storm_window_s: float = Field(1800.0, gt=0)
     disabled: list[str] = []
     """Causes never raised (e.g. ["finished"])."""
+    history_after_s: float = Field(86400.0, gt=0)
+    """A run whose newest record is older than this raises nothing new: a backlog the watcher
+    reads for the first time is history, not news (what is open still resolves)."""
 
 
 class NotifierConfig(_Section):

@@ -65,6 +65,9 @@ class LiveRuns:
         """The last failure logged per run, so that a run that fails each tick is logged once."""
         self.left_out: dict[str, int] = {}
         """Per run, how many stored records with impossible times were left out (logged once)."""
+        self.on_seed: list[Callable[[str, list[Record]], None]] = []
+        """Told each run's records whenever they are (re)read from the store, so another fold
+        (the alerts' detectors) starts from the same records without reading them again."""
         self.saved: dict[str, LiveState] = {s.run: s for s in list_live_states(engine)}
         self.stale: set[str] = {s.run for s in self.saved.values() if s.state not in SETTLED}
         """Runs to refold from the store at the next tick, once, not per batch: those that got a
@@ -128,6 +131,8 @@ class LiveRuns:
                         printable(run), len(stored) - len(records))
         self.ledgers[run] = LiveLedger.from_records(records, self.policy)
         self.last_ts[run] = max((r.ts for r in records), default=float("-inf"))
+        for listener in self.on_seed:
+            listener(run, records)
 
     def record(self, runs: list[str]) -> None:
         """Write these runs' current states in one transaction, then log those that changed."""

@@ -63,10 +63,11 @@ class Router:
         self.engine, self.routes, self.outboxes, self.clock = engine, routes, outboxes, clock
         self.groups: dict[tuple[int, str, str], Group] = {}
 
-    def _enqueue(self, alert: Alert, status: str, policy: Policy, now: float) -> None:
+    def _enqueue(self, alert: Alert, status: str, policy: Policy, now: float, *, wait: bool = True) -> None:
         for index, route in enumerate(self.routes):
             if matches(route, alert, policy, now):
-                group = self.groups.setdefault((index, alert.run, status), Group(now + route.group_wait_s))
+                due = now + route.group_wait_s if wait else now
+                group = self.groups.setdefault((index, alert.run, status), Group(due))
                 group.alerts.append(alert)
 
     def firing(self, alert: Alert, policy: Policy) -> None:
@@ -90,7 +91,7 @@ class Router:
             intervals = [r.repeat_interval_s for r in self.routes if matches(r, alert, policy, now)]
             if intervals and now - alert.notified_ts >= min(intervals) \
                     and claim_notification(self.engine, alert.id, now, min(intervals)):
-                self._enqueue(alert, "firing", policy, now - max(r.group_wait_s for r in self.routes))
+                self._enqueue(alert, "firing", policy, now, wait=False)
 
     def flush(self) -> None:
         """Send every group whose wait is over (muted runs' are dropped, logged)."""

@@ -1,7 +1,7 @@
 """Robust drops in a step figure (tokens/s, MFU) against the run's own baseline.
 
 The baseline is the median of the last `window` healthy samples (recomputed every `refresh`
-accepted samples), its floor `median x (1 - margin)`, lowered further when the figure is
+accepted samples: two medians of 200 cost ~30 µs, too much for every step), its floor `median x (1 - margin)`, lowered further when the figure is
 noisy (median - 3 x 1.4826 x MAD). The figure is "below" while most of the last `recent`
 samples are under the floor — the same as their median being under it, kept as a count so a
 step costs O(1). It fires once it has stayed below for `persist_s` seconds and `persist_steps`
@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 MIN_BASELINE = 20
+BULK = 64
+"""A batch at least this long is first tried whole, in numpy (a backlog, a busy log)."""
 
 
 @dataclass
@@ -38,7 +40,7 @@ class Drop:
 
 class RobustDrop:
     def __init__(self, margin: float, persist_s: float, persist_steps: int, warmup_steps: int, *,
-                 window: int = 200, recent: int = 20, refresh: int = 50) -> None:
+                 window: int = 200, recent: int = 20, refresh: int = 100) -> None:
         self.margin, self.persist_s, self.persist_steps = margin, persist_s, persist_steps
         self.warmup_steps, self.refresh = warmup_steps, refresh
         self.accepted: deque[float] = deque(maxlen=window)
@@ -65,26 +67,64 @@ class RobustDrop:
         self.skip_next = True
 
     def add(self, ts: float, step: int, value: float) -> None:
-        if self.warmup_left > 0 or self.skip_next:
-            self.warmup_left -= self.warmup_left > 0
-            self.skip_next = False
+        self.add_many((ts,), (step,), (value,))
+
+    def add_many(self, times, steps, values) -> None:
+        """Samples in order (a value None is no sample): one call for a whole batch, its state in
+        locals — this runs for every step record the watcher stores."""
+        if self._all_healthy(times, steps, values):
             return
-        self.last = (ts, step)
-        if len(self.recent) == self.recent.maxlen and self.recent[0][2] < self.floor:
-            self.low -= 1
-        self.recent.append((ts, step, value))
-        self.low += value < self.floor
-        if self.baseline is None or self.low * 2 <= len(self.recent):
-            self.since = None
-            self.accepted.append(value)
-            self.fresh += 1
-            if self.baseline is None and len(self.accepted) >= MIN_BASELINE or self.fresh >= self.refresh:
-                self._rebase()
-        elif self.since is None:
-            first = len(self.recent) - 1
-            while first > 0 and self.recent[first - 1][2] < self.floor:
-                first -= 1
-            self.since = self.recent[first][:2]
+        recent, accepted, floor, low = self.recent, self.accepted, self.floor, self.low
+        window, last, since, fresh = recent.maxlen, self.last, self.since, self.fresh
+        skip = self.warmup_left + (not self.warmup_left and self.skip_next)
+        """The warm-up, or the sample after a pause: the first ones of a call (both reset between calls)."""
+        judged = 0
+        for ts, step, value in zip(times, steps, values):
+            if value is None:
+                continue
+            if judged < skip:
+                judged += 1
+                continue
+            last = (ts, step)
+            if len(recent) == window and recent[0][2] < floor:
+                low -= 1
+            recent.append((ts, step, value))
+            if value < floor:
+                low += 1
+            if low * 2 <= len(recent) or self.baseline is None:
+                since = None
+                accepted.append(value)
+                fresh += 1
+                if fresh >= self.refresh or self.baseline is None and len(accepted) >= MIN_BASELINE:
+                    self.low = low
+                    self._rebase()
+                    floor, low, fresh = self.floor, self.low, 0
+            elif since is None:
+                first = len(recent) - 1
+                while first > 0 and recent[first - 1][2] < floor:
+                    first -= 1
+                since = recent[first][:2]
+        self.warmup_left = max(0, self.warmup_left - judged)
+        self.skip_next = self.skip_next and judged == 0
+        self.low, self.last, self.since, self.fresh = low, last, since, fresh
+
+    def _all_healthy(self, times, steps, values) -> bool:
+        """The common case of a long batch, in numpy: nothing to skip, nothing low, no None —
+        every sample is accepted, and the baseline is brought up to date once, at its end."""
+        if len(values) < BULK or self.baseline is None or self.since is not None or self.low \
+                or self.warmup_left or self.skip_next or None in values:
+            return False
+        array = np.asarray(values, dtype=float)
+        if not (array >= self.floor).all():
+            return False
+        self.recent.extend(zip(times[-self.recent.maxlen:], steps[-self.recent.maxlen:],
+                               values[-self.recent.maxlen:]))
+        self.accepted.extend(values[-self.accepted.maxlen:])
+        self.last = (times[-1], steps[-1])
+        self.fresh += len(values)
+        if self.fresh >= self.refresh:
+            self._rebase()
+        return True
 
     def _rebase(self) -> None:
         values = np.fromiter(self.accepted, float, len(self.accepted))
@@ -109,7 +149,7 @@ class RobustDrop:
 class RobustSpike:
     """A value far above its recent robust level: z = (x - median) / (1.4826 x MAD) > `z`."""
 
-    def __init__(self, z: float, *, window: int = 200, refresh: int = 50, hold_steps: int = 20) -> None:
+    def __init__(self, z: float, *, window: int = 200, refresh: int = 100, hold_steps: int = 20) -> None:
         self.z, self.refresh, self.hold_steps = z, refresh, hold_steps
         self.values: deque[float] = deque(maxlen=window)
         self.median: float | None = None
@@ -120,17 +160,37 @@ class RobustSpike:
         self.last_step = 0
 
     def add(self, step: int, value: float) -> None:
-        self.last_step = step
-        if value > self.limit:
-            self.spike = (step, value, self.median)
+        self.add_many((step,), (value,))
+
+    def add_many(self, steps, values) -> None:
+        """Finite values in order (None: no sample), in one call, as RobustDrop.add_many."""
+        if len(values) >= BULK and self.median is not None and None not in values \
+                and (np.asarray(values, dtype=float) <= self.limit).all():
+            self.values.extend(values[-self.values.maxlen:])
+            self.last_step = steps[-1]
+            self.fresh += len(values)
+            if self.fresh >= self.refresh:
+                self._rebase()
             return
-        self.values.append(value)
-        self.fresh += 1
-        if self.fresh >= self.refresh or self.median is None and len(self.values) >= MIN_BASELINE:
-            values = np.fromiter(self.values, float, len(self.values))
-            self.median = float(np.median(values))
-            mad = float(np.median(np.abs(values - self.median))) or 1e-12
-            self.limit, self.fresh = self.median + self.z * 1.4826 * mad, 0
+        keep, limit = self.values.append, self.limit
+        for step, value in zip(steps, values):
+            if value is None:
+                continue
+            self.last_step = step
+            if value > limit:
+                self.spike = (step, value, self.median)
+                continue
+            keep(value)
+            self.fresh += 1
+            if self.fresh >= self.refresh or self.median is None and len(self.values) >= MIN_BASELINE:
+                limit = self._rebase()
+
+    def _rebase(self) -> float:
+        values = np.fromiter(self.values, float, len(self.values))
+        self.median = float(np.median(values))
+        mad = float(np.median(np.abs(values - self.median))) or 1e-12
+        self.limit, self.fresh = self.median + self.z * 1.4826 * mad, 0
+        return self.limit
 
     def active(self) -> tuple[int, float, float] | None:
         """The latest spike while it is recent (within `hold_steps` steps)."""

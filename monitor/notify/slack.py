@@ -17,4 +17,10 @@ class Slack(Channel):
 
     def send(self, message: Message) -> None:
         icon = ":white_check_mark:" if message.status == "resolved" else ICONS.get(message.severity, "")
-        self.post_json(self.url, {"text": self.fit(f"{icon} *{message.title}*\n{message.text}")})
+        text = f"{icon} *{escape(message.title)}*\n{escape(message.text)}"
+        self.post_json(self.url, {"text": self.fit(text)})
+
+
+def escape(text: str) -> str:
+    """Slack's three control characters: text from a log must not become a link or an @channel."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -180,3 +180,20 @@ def test_a_finished_data_batch_is_information_to_start_the_next():
     (found,) = detectors.findings(live, START + 20)
     assert (found.cause, found.severity) == ("data_exhausted", "info")
     assert found.message == "batch-07 exhausted at step 1: start the next batch"
+
+
+def test_a_restarts_warm_up_does_not_fire_the_regression_but_a_slower_run_than_its_reference_does():
+    rules = RulesConfig(throughput_persist_s=10, throughput_persist_steps=5, throughput_warmup_steps=20)
+    detectors, live = RunDetectors(rules, reference_tps=100_000.0), LiveLedger(ALL_DAY)
+    records = [step(i, START + i, tokens_per_s=50_000 * jitter(i)) for i in range(1, 301)]
+    records.append(event("launch", START + 400, attempt="a2"))  # relaunched: 20 slow warm-up steps
+    records += [step(300 + i, START + 420 + i, attempt="a2", tokens_per_s=(5_000.0 if i <= 20 else 50_000.0))
+                for i in range(1, 101)]
+    seen = set()
+    for record in records:
+        detectors.add(record)
+        live.add(record)
+        seen |= _causes(detectors.findings(live, record.ts))
+    assert seen == {"throughput_vs_reference"}  # 50k against the comparable run's 100k, and nothing else
+    (found,) = [f for f in detectors.findings(live, records[-1].ts) if f.cause == "throughput_vs_reference"]
+    assert "50% below the comparable run's 1e+05" in found.message

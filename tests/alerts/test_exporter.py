@@ -3,6 +3,7 @@ and the accounting give them."""
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import time as time_of_day
 
@@ -17,7 +18,7 @@ from monitor.live import LiveRuns
 from monitor.models import Alert
 from monitor.sources import Targets
 from monitor.store import list_runs, load_records, open_store, raise_alert
-from alert_runs import NANOCHAT
+from alert_runs import NANOCHAT, REPO
 
 
 def test_the_endpoint_shows_each_runs_state_step_throughput_ratios_and_open_alerts(tmp_path):
@@ -54,3 +55,7 @@ def test_the_endpoint_shows_each_runs_state_step_throughput_ratios_and_open_aler
     assert value("trainledger_alerts_open", cause="throughput") == 1.0
     assert len(steps) == 12000
     engine.dispose()
+    exported = {family.name for family in text_string_to_metric_families(text)}
+    for sample in ("grafana-dashboard.json", "prometheus-alerts.yml"):  # the docs' samples use what is served
+        used = set(re.findall(r"trainledger_[a-z_]+", (REPO / "docs" / sample).read_text()))
+        assert used and used <= exported, (sample, used - exported)

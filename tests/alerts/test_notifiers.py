@@ -25,7 +25,7 @@ from monitor.notify.wecom import LIMIT_BYTES
 from polling import wait_for
 from receiver import Receiver
 
-MESSAGE = Message(title="[CRITICAL] ling-1b: fault", text="#7 fault (critical): fault: oom — CUDA out of memory",
+MESSAGE = Message(title="[CRITICAL] ling-1b: fault", text="#7 fault (critical): fault: oom — CUDA out of memory <!channel>",
                   severity="critical", run="ling-1b", alert_ids=(7,))
 
 
@@ -100,6 +100,7 @@ def test_a_dead_webhook_is_retried_with_backoff_and_its_url_never_logged(caplog)
     gaps = [b.at - a.at for a, b in zip(tries, tries[1:])]
     assert gaps[0] >= 0.2 and gaps[1] >= 0.4 and gaps[2] >= 0.8, gaps  # doubling
     assert tries[0].body["text"].startswith(":rotating_light: *[CRITICAL] ling-1b: fault*")
+    assert tries[0].body["text"].endswith("CUDA out of memory &lt;!channel&gt;")  # a log's text pings no one
     assert "T0KEN" not in caplog.text and receiver.url not in caplog.text
     assert "notify dead: gave up on alerts 7 after 4 tries: HTTP 500" in caplog.text
 

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 from monitor.store import list_alerts, open_store
 from polling import wait_for
@@ -26,8 +25,8 @@ def test_two_watchers_of_one_run_raise_and_send_each_alert_once(tmp_path, store_
         config.write_text(f"""
 [policy]
 work_hours = "00:00-23:59"
-stall_after_s = 2
-fault_after_s = 5
+stall_after_s = 4
+fault_after_s = 8
 
 [[alerts.notifiers]]
 name = "team"

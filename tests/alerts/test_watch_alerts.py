@@ -24,7 +24,7 @@ from receiver import Receiver
 
 TRAINLEDGER = str(Path(sys.executable).with_name("trainledger"))
 REPO = Path(__file__).resolve().parents[2]
-STALL_S, FAULT_S = 3.0, 8.0
+STALL_S, FAULT_S = 4.0, 9.0
 WRITER = r"""
 import json, sys, time
 control, logs = sys.argv[1], sys.argv[2:]
