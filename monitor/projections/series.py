@@ -147,11 +147,11 @@ def series_from_columns(columns: StepColumns, events: Iterable[Record]) -> StepS
 
 
 def light_records(columns: StepColumns, events: list[Record], run: str) -> list[Record]:
-    """The run's records for the ledger, its step records without their figures (which the
-    accounting does not read), in ts order."""
-    names, hosts = columns.attempts, columns.host
-    steps = [Record("step", run, names[a], t, hosts[i], r, s) for i, (a, t, r, s) in
-             enumerate(zip(columns.attempt.tolist(), columns.ts.tolist(), columns.rank.tolist(), columns.step.tolist()))]
+    """The run's records for the ledger, its step records without their figures or host (which
+    the accounting does not read), in ts order."""
+    names = columns.attempts
+    steps = [Record("step", run, names[a], t, "", r, s) for a, t, r, s in
+             zip(columns.attempt.tolist(), columns.ts.tolist(), columns.rank.tolist(), columns.step.tolist())]
     return list(heapq.merge(steps, events, key=lambda record: record.ts))
 
 

@@ -104,10 +104,13 @@ def _loss_chart(summary: RunSummary, other: RunSummary | None) -> Chart | None:
 
 def _throughput_charts(summary: RunSummary, clock: Clock) -> list[Chart]:
     s = summary.series
+    warm = np.ones(len(s), dtype=bool)  # each attempt's first step (compilation) would flatten the chart
+    warm[0:1] = False
+    warm[1:] = s.attempt[1:] == s.attempt[:-1]
     out = []
     for figure, title, scale in (("tokens_per_s", "Throughput (tokens/s)", 1.0), ("mfu", "MFU (%)", 100.0)):
         values = s.figures[figure]
-        finite = np.flatnonzero(np.isfinite(values))
+        finite = np.flatnonzero(np.isfinite(values) & warm)
         if not len(finite):
             continue
         keep = finite[_thin(len(finite))]
