@@ -32,15 +32,19 @@ class Loaded:
     engine: object
 
 
+PROJECTION_FIGURES = ("step_time", "tokens_per_s", "tgs", "num_consumed_tokens")
+"""what eta and whatif read of each step (the report reads every figure)"""
+
+
 def _load(db: Optional[str], run: str, timezone: Optional[str] = None, work_hours: str = "09:30-22:00",
-          holiday: tuple = (), live: bool = False, engine=None) -> Loaded:
+          holiday: tuple = (), live: bool = False, engine=None, figures: tuple[str, ...] | None = None) -> Loaded:
     """The run's ledger and step series, or a one-line error (exit 1) naming what is missing. Step
     figures are read as columns (a million steps in a second or so), not as a Record each."""
     from eventschema import KINDS
     from monitor.accounting import compute_ledger
     from monitor.projections.series import light_records, series_from_columns
     from monitor.store import StoreError, list_runs, load_records, open_store
-    from monitor.store.columns import load_step_columns
+    from monitor.store.columns import FIGURE_COLUMNS, load_step_columns
 
     try:
         policy = policy_from_options(timezone, work_hours, list(holiday), [])
@@ -49,7 +53,7 @@ def _load(db: Optional[str], run: str, timezone: Optional[str] = None, work_hour
     try:
         engine = engine or open_store(db, read_only=True)
         events = load_records(engine, run, kinds=[kind for kind in KINDS if kind != "step"])
-        columns = load_step_columns(engine, run)
+        columns = load_step_columns(engine, run, figures or FIGURE_COLUMNS)
         known = [] if events or len(columns.ts) else [r.name for r in list_runs(engine)]
     except StoreError as exc:
         _fail(str(exc), 1)
@@ -92,7 +96,7 @@ def eta(
     _check_format(fmt, ("table", "json"))
     if total_steps is not None and total_tokens is not None:
         _fail("give --total-steps or --total-tokens, not both")
-    loaded = _load(db, run, timezone, work_hours, tuple(holiday), live)
+    loaded = _load(db, run, timezone, work_hours, tuple(holiday), live, figures=PROJECTION_FIGURES)
     try:
         result = estimate_eta(loaded.series, loaded.ledger, total_steps=total_steps, total_tokens=total_tokens,
                               now=wall_clock() if live else None, simulations=simulations, seed=seed)
@@ -162,7 +166,7 @@ def whatif(
                                   scaling_efficiency=scaling_efficiency,
                                   **{k: v for k, v in base_shape.items() if v is not None})
         else:
-            loaded = _load(db, run)
+            loaded = _load(db, run, figures=PROJECTION_FIGURES)
             base = baseline_from_run(loaded.series, loaded.ledger, total_steps=total_steps,
                                      steps_per_epoch=steps_per_epoch, epochs=base_epochs, samples=dataset_samples,
                                      micro_bsz=base_micro_bsz, num_layers=num_layers, hidden_size=hidden_size,

@@ -20,7 +20,7 @@ import numpy as np
 
 from monitor.accounting import Ledger
 from monitor.projections.history import FaultHistory, Overheads, fault_history, overheads
-from monitor.projections.series import Spread, StepSeries, recent_step_time, step_series
+from monitor.projections.series import RECENT_STEPS, Spread, StepSeries, recent_step_time, step_series
 from monitor.records import Record
 
 SIMULATIONS = 4000
@@ -85,12 +85,9 @@ def tokens_per_step(series: StepSeries) -> float | None:
     configured = series.launch_fact("global_batch_tokens")
     if configured:
         return float(configured)
-    product = (series.figures["tokens_per_s"] * series.figures["step_time"])[-RECENT:]
+    product = (series.figures["tokens_per_s"] * series.figures["step_time"])[-RECENT_STEPS:]
     product = product[np.isfinite(product)]
     return float(np.median(product)) if len(product) else None
-
-
-RECENT = 1000
 
 
 def _total_steps(series: StepSeries, done: int, total_steps: int | None, total_tokens: float | None,

@@ -140,9 +140,13 @@ def _per_device_throughput(base: Baseline, nodes: int) -> tuple[float, str]:
     return ratio, f"{nodes} nodes: per-device throughput {ratio:.3f}× ({base.scaling_efficiency:.0%} per doubling, assumed)"
 
 
+BASE_FLAGS = {"samples": "--dataset-samples", "micro_bsz": "--base-micro-bsz", "nodes": "--base-nodes",
+              "gpus_per_node": "--base-gpus-per-node", "seq_len": "--base-seq-len"}
+
+
 def _need(value, what: str, change: str):
     if value is None:
-        raise WhatIfError(f"{change}: the baseline does not say its {what}; give it (--base-{what.replace('_', '-')})")
+        raise WhatIfError(f"{change}: the baseline does not say its {what}; give it ({BASE_FLAGS[what]})")
     return value
 
 
@@ -174,8 +178,9 @@ def project_one(base: Baseline, scenario: Scenario, baseline_wall_hours: float |
     if scenario.seq_len is not None:
         old = _need(base.seq_len, "seq_len", "seq_len")
         if base.flops:
-            cost_ratio *= seq_len * base.flops.per_token(seq_len) / (old * base.flops.per_token(old))
-            notes.append(f"seq_len {old} → {seq_len}: step FLOPs × {seq_len * base.flops.per_token(seq_len) / (old * base.flops.per_token(old)):.3f} ({base.flops.source})")
+            flops_ratio = seq_len * base.flops.per_token(seq_len) / (old * base.flops.per_token(old))
+            cost_ratio *= flops_ratio
+            notes.append(f"seq_len {old} → {seq_len}: step FLOPs × {flops_ratio:.3f} ({base.flops.source})")
         else:
             cost_ratio *= seq_len / old
             notes.append(f"seq_len {old} → {seq_len}: step time with tokens alone (no model shape known)")

@@ -60,11 +60,11 @@ class Chart:
 Block = Heading | Text | Table | Chart
 
 
-def _thin(count: int) -> np.ndarray:
-    """Indexes of at most MAX_POINTS evenly spaced points, the last included."""
-    if count <= MAX_POINTS:
+def _thin(count: int, most: int = MAX_POINTS) -> np.ndarray:
+    """Indexes of at most `most` evenly spaced items, the first and the last included."""
+    if count <= most:
         return np.arange(count)
-    return np.unique(np.append(np.linspace(0, count - 1, MAX_POINTS).astype(np.int64), count - 1))
+    return np.unique(np.linspace(0, count - 1, most).astype(np.int64))
 
 
 class Clock:
@@ -104,10 +104,13 @@ def _loss_chart(summary: RunSummary, other: RunSummary | None) -> Chart | None:
 
 def _throughput_charts(summary: RunSummary, clock: Clock) -> list[Chart]:
     s = summary.series
+    warm = np.ones(len(s), dtype=bool)  # each attempt's first step (compilation) would flatten the chart
+    warm[0:1] = False
+    warm[1:] = s.attempt[1:] == s.attempt[:-1]
     out = []
     for figure, title, scale in (("tokens_per_s", "Throughput (tokens/s)", 1.0), ("mfu", "MFU (%)", 100.0)):
         values = s.figures[figure]
-        finite = np.flatnonzero(np.isfinite(values))
+        finite = np.flatnonzero(np.isfinite(values) & warm)
         if not len(finite):
             continue
         keep = finite[_thin(len(finite))]
@@ -127,7 +130,7 @@ def _validation(summary: RunSummary) -> list[Block]:
         keep = _thin(len(points))
         blocks.append(Chart(name, "line", "step", name, {name: ([points[i][0] for i in keep], [points[i][1] for i in keep])}))
     steps = sorted({step for points in summary.evals.values() for step, _ in points})
-    shown = [steps[i] for i in np.unique(np.linspace(0, len(steps) - 1, min(MAX_TABLE_ROWS, len(steps))).astype(int))]
+    shown = [steps[i] for i in _thin(len(steps), MAX_TABLE_ROWS)]
     by_metric = {name: dict(points) for name, points in summary.evals.items()}
     rows = [(f"{step:,}",) + tuple(f"{by_metric[n][step]:.4f}" if step in by_metric[n] else "" for n in by_metric)
             for step in shown]
@@ -146,8 +149,7 @@ def _checkpoints(summary: RunSummary, clock: Clock) -> list[Block]:
     blocks: list[Block] = [Heading("Checkpoints"), _figures_table(summary, ("checkpoints",))]
     cps = summary.series.checkpoints
     if cps:
-        keep = _thin(len(cps)) if len(cps) <= MAX_TABLE_ROWS else np.unique(
-            np.linspace(0, len(cps) - 1, MAX_TABLE_ROWS).astype(int))
+        keep = _thin(len(cps), MAX_TABLE_ROWS)
         rows = [(f"{cps[i].step:,}" if cps[i].step is not None else "—", clock(cps[i].ts),
                  f"{(cps[i].fields.get('bytes') or 0) / 2**30:,.2f} GiB", f"{cps[i].fields.get('blocked_s') or 0:.1f} s",
                  str(cps[i].fields.get("path") or "")) for i in keep]

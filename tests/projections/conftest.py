@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import typer
+from typer.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[2]
 NANOCHAT = ROOT / "sample_logs" / "nanochat_2gpu"
@@ -23,6 +25,28 @@ def trainledger(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "200"}
     return subprocess.run([sys.executable, "-c", "from trainledger.cli import main; main()", *args],
                           capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+
+
+def _composed_app() -> typer.Typer:
+    from monitor.cli import register as register_monitor
+    from trainer.cli import register as register_trainer
+
+    app = typer.Typer()
+    register_trainer(app)
+    register_monitor(app)
+    return app
+
+
+APP = _composed_app()
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """The same commands as `trainledger`, run in this process (no interpreter start-up per call):
+    exit status, stdout and stderr as a process would give them; an unexpected exception raised."""
+    result = CliRunner().invoke(APP, list(args), env={"COLUMNS": "200"})
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
 
 
 def nanochat_generator():
@@ -42,7 +66,7 @@ def sample_db(tmp_path_factory) -> str:
     previous.parent.mkdir()
     previous.write_text("\n".join(generator.lines()).replace(f"run = {NANOCHAT_RUN}", f"run = {PREVIOUS_RUN}") + "\n")
     db = str(folder / "samples.db")
-    for logs in (NANOCHAT / "logs", previous.parent, ROOT / "sample_logs" / "ling_1b" / "logs"):
-        result = trainledger("ingest", str(logs), "--db", db)
-        assert result.returncode == 0, result.stderr
+    result = trainledger("ingest", str(NANOCHAT / "logs"), str(previous.parent),
+                         str(ROOT / "sample_logs" / "ling_1b" / "logs"), "--db", db)
+    assert result.returncode == 0, result.stderr
     return db

@@ -29,3 +29,20 @@ def test_columns_give_the_series_and_ledger_of_the_records(sample_db, run):
         (fast.tokens_logged, fast.total_steps_logged, fast.peak_mem_reported)
     assert compute_ledger(records).to_dict() == compute_ledger(light_records(columns, events, run)).to_dict()
     assert slow.has("loss")  # nanochat's smoothed loss, kept in the row's extra, is read too
+
+
+def test_the_fast_path_reads_both_stores(store_url):
+    """On SQLite and on the real PostgreSQL server: the step columns, nanochat's loss kept in its
+    rows' extra, and the commands on top of them."""
+    from monitor.intake import Intake
+    from monitor.sources import Targets
+    from tests.projections.conftest import NANOCHAT, cli
+
+    engine = open_store(store_url)
+    Intake(engine).ingest(Targets([str(NANOCHAT / "logs")]))
+    columns = load_step_columns(engine, NANOCHAT_RUN)
+    assert len(columns.ts) == 12_000 and np.isfinite(columns.figures["loss"]).all()
+    assert columns.total_steps_logged == 12_000 and columns.attempts == [columns.attempts[0]]
+    result = cli("eta", NANOCHAT_RUN, "--db", store_url, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    engine.dispose()

@@ -15,7 +15,7 @@ import pytest
 from monitor.accounting import compute_ledger
 from monitor.projections.eta import EtaError, estimate_eta
 from monitor.records import Record
-from tests.projections.conftest import LING_RUN, NANOCHAT_RUN, trainledger
+from tests.projections.conftest import LING_RUN, NANOCHAT_RUN, cli
 
 TOTAL_STEPS = 60_000
 STEP_S = 1.0
@@ -95,16 +95,16 @@ def test_the_same_seed_gives_the_same_range_and_no_fault_gives_a_stated_assumpti
 
 
 def test_eta_command_on_the_sample_runs(sample_db):
-    done = trainledger("eta", NANOCHAT_RUN, "--db", sample_db, "--format", "json")
+    done = cli("eta", NANOCHAT_RUN, "--db", sample_db, "--format", "json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["finished"] is True
-    ling = trainledger("eta", LING_RUN, "--db", sample_db, "--total-steps", "800000", "--format", "json")
+    ling = cli("eta", LING_RUN, "--db", sample_db, "--total-steps", "800000", "--format", "json")
     out = json.loads(ling.stdout)
     assert out["faults"]["count"] == 5 and len(out["faults"]["costs_s"]) == 5
     assert out["remaining_s"]["p10"] < out["remaining_s"]["p50"] < out["remaining_s"]["p90"]
     assert out["remaining_s"]["p10"] >= (800_000 - out["done_step"]) * 4.0  # never below the compute alone
-    table = trainledger("eta", LING_RUN, "--db", sample_db, "--total-steps", "800000")
+    table = cli("eta", LING_RUN, "--db", sample_db, "--total-steps", "800000")
     for term in ("step time", "fault rate", "cost per fault", "checkpoint stalls", "evals", "P90"):
         assert term in table.stdout
-    missing = trainledger("eta", LING_RUN, "--db", sample_db)
+    missing = cli("eta", LING_RUN, "--db", sample_db)
     assert missing.returncode == 2 and "--total-steps" in missing.stderr and "Traceback" not in missing.stderr

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from monitor.store import load_records, open_store
-from tests.projections.conftest import LING_RUN, NANOCHAT_RUN, PREVIOUS_RUN, nanochat_generator, trainledger
+from tests.projections.conftest import LING_RUN, NANOCHAT_RUN, PREVIOUS_RUN, cli, nanochat_generator, trainledger
 
 STEP_LINE = re.compile(r"^step (\d+)/\d+ .*\| loss: ([\d.]+) .*\| tok/sec: ([\d,]+) ")
 BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
@@ -37,7 +37,7 @@ def _row(markdown: str, label: str) -> str:
 
 @pytest.fixture(scope="module")
 def nanochat_report(sample_db, tmp_path_factory):
-    out = tmp_path_factory.mktemp("nanochat_report")
+    out = tmp_path_factory.mktemp("nanochat_report")  # the report as a user runs it: a process
     result = trainledger("report", NANOCHAT_RUN, "--db", sample_db, "--out", str(out))
     assert result.returncode == 0, result.stderr
     return out
@@ -94,7 +94,7 @@ def test_the_nanochat_html_opens_offline_with_its_plots_drawn(nanochat_report):
 
 
 def test_the_ling_report_holds_its_ledger_and_pie(sample_db, tmp_path):
-    result = trainledger("report", LING_RUN, "--db", sample_db, "--out", str(tmp_path))
+    result = cli("report", LING_RUN, "--db", sample_db, "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     markdown = (tmp_path / "report.md").read_text()
     assert _row(markdown, "training").startswith("26.41 days")
@@ -108,7 +108,7 @@ def test_the_ling_report_holds_its_ledger_and_pie(sample_db, tmp_path):
 
 
 def test_compare_sets_both_runs_side_by_side(sample_db, tmp_path):
-    result = trainledger("compare", NANOCHAT_RUN, PREVIOUS_RUN, "--db", sample_db, "--format", "json")
+    result = cli("compare", NANOCHAT_RUN, PREVIOUS_RUN, "--db", sample_db, "--format", "json")
     assert result.returncode == 0, result.stderr
     rows = {row["figure"]: row for row in json.loads(result.stdout)["rows"]}
     tokens = rows["tokens/s (median)"]
@@ -116,9 +116,9 @@ def test_compare_sets_both_runs_side_by_side(sample_db, tmp_path):
     assert tokens["worse"] and tokens["change"] < -0.4
     assert float(tokens["other"].replace(",", "")) == pytest.approx(before, rel=0.01)
     assert "regression 1: at step" in rows and rows["regression 1: at step"]["other"] == "—"
-    table = trainledger("compare", NANOCHAT_RUN, PREVIOUS_RUN, "--db", sample_db)
+    table = cli("compare", NANOCHAT_RUN, PREVIOUS_RUN, "--db", sample_db)
     assert NANOCHAT_RUN in table.stdout and PREVIOUS_RUN in table.stdout and "⚠" in table.stdout
-    report = trainledger("report", NANOCHAT_RUN, "--db", sample_db, "--compare", PREVIOUS_RUN, "--out", str(tmp_path))
+    report = cli("report", NANOCHAT_RUN, "--db", sample_db, "--compare", PREVIOUS_RUN, "--out", str(tmp_path))
     assert report.returncode == 0, report.stderr
     markdown = (tmp_path / "report.md").read_text()
     assert f"## Compared with {PREVIOUS_RUN}" in markdown
@@ -140,12 +140,12 @@ def test_log_text_is_escaped_in_every_surface(tmp_path):
     log.write_bytes(b"".join(orjson.dumps({"v": 1, "run": run, "attempt": "a1", "ts": 1_700_000_000.0 + i,
                                            "host": "h", "rank": 0, **e}) + b"\n" for i, e in enumerate(events)))
     db = str(tmp_path / "evil.db")
-    assert trainledger("ingest", str(log.parent), "--db", db).returncode == 0
-    result = trainledger("report", run, "--db", db, "--out", str(tmp_path / "out"), "--compare", run)
+    assert cli("ingest", str(log.parent), "--db", db).returncode == 0
+    result = cli("report", run, "--db", db, "--out", str(tmp_path / "out"), "--compare", run)
     assert result.returncode == 0, result.stderr
     for name in ("report.md", "report.html"):
         text = (tmp_path / "out" / name).read_text()
         assert "<script>alert" not in text and "<img src" not in text and "<b>" not in text, name
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text and "&lt;img src=x" in text, name
-    table = trainledger("compare", run, run, "--db", db)
+    table = cli("compare", run, run, "--db", db)
     assert table.returncode == 0 and "[red]evil[/red]" in table.stdout

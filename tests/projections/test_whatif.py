@@ -11,7 +11,7 @@ from monitor.accounting import compute_ledger
 from monitor.projections.series import step_series
 from monitor.projections.whatif import Scenario, WhatIfError, baseline_from_run, given_baseline, project
 from monitor.records import Record
-from tests.projections.conftest import LING_RUN, trainledger
+from tests.projections.conftest import LING_RUN, cli
 
 GUIDE = ["--step-time", "1.0", "--steps-per-epoch", "183605", "--base-epochs", "5", "--dataset-samples", "10000000"]
 
@@ -19,7 +19,7 @@ GUIDE = ["--step-time", "1.0", "--steps-per-epoch", "183605", "--base-epochs", "
 def test_the_guide_table_from_its_own_figures():
     """The guide's five rows: 10M/5 epochs at 1.0 s; 3M; 3M at 0.9 s (its lr row); 3 epochs; and
     max_seq_len 192 with the guide's own "+20 % speed" (0.9 × 0.8 = 0.72 s) assumed."""
-    result = trainledger("whatif", *GUIDE, "--samples", "3000000", "--epochs", "3", "--assume-step-time", "0.9",
+    result = cli("whatif", *GUIDE, "--samples", "3000000", "--epochs", "3", "--assume-step-time", "0.9",
                          "--scenario", "3M: samples=3e6", "--scenario", "3M lr: sample_frac=0.3, step_time_s=0.9",
                          "--scenario", "all: samples=3e6, epochs=3, step_time_s=0.72", "--format", "json")
     assert result.returncode == 0, result.stderr
@@ -35,7 +35,7 @@ def test_the_guide_table_from_its_own_figures():
         assert round(rows[name]["hours_per_epoch"], 1) == per_epoch, name
         assert rows[name]["compute_hours"] == pytest.approx(total, abs=0.5), name
         assert round(rows[name]["speedup"], 1) == speedup, name
-    table = trainledger("whatif", *GUIDE, "--samples", "3000000", "--epochs", "3", "--assume-step-time", "0.9")
+    table = cli("whatif", *GUIDE, "--samples", "3000000", "--epochs", "3", "--assume-step-time", "0.9")
     assert "55,081" in table.stdout and "6.2×" in table.stdout and "step time 0.9 s assumed" in table.stdout
 
 
@@ -73,14 +73,14 @@ def test_seq_len_follows_the_flops_formula_and_nodes_the_runs_own_counts():
 def test_a_change_the_baseline_cannot_answer_is_a_clear_error():
     with pytest.raises(WhatIfError, match="micro_bsz"):
         project(given_baseline(1.0, 1000), [Scenario("b", micro_bsz=8)])
-    result = trainledger("whatif", "--step-time", "1", "--steps-per-epoch", "10", "--seq-len", "128")
+    result = cli("whatif", "--step-time", "1", "--steps-per-epoch", "10", "--seq-len", "128")
     assert result.returncode == 2 and "seq_len" in result.stderr and "Traceback" not in result.stderr
-    result = trainledger("whatif", "--step-time", "1", "--steps-per-epoch", "10", "--scenario", "x: speed=3")
+    result = cli("whatif", "--step-time", "1", "--steps-per-epoch", "10", "--scenario", "x: speed=3")
     assert result.returncode == 2 and "key=value" in result.stderr
 
 
 def test_whatif_on_the_ling_run_adds_its_fault_downtime(sample_db):
-    result = trainledger("whatif", LING_RUN, "--db", sample_db, "--total-steps", "600000", "--nodes", "10",
+    result = cli("whatif", LING_RUN, "--db", sample_db, "--total-steps", "600000", "--nodes", "10",
                          "--format", "json")
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
