@@ -36,9 +36,11 @@ def test_two_nodes_each_train_on_their_own_slice_resume_and_stop_together(tmp_pa
     assert [(r["nodes"], r["data_slice"]) for r in launches] == [(2, "0; 1")] * 2
     resume = next(r for r in events if r["kind"] == "resume")
     assert resume["step"] == 2 and resume["restored"]["data_position"]
-    finish = [r for r in events if r["kind"] == "finish"][-1]
     steps = min(slice_samples) // SHARE  # the smaller slice ends the run for both nodes
-    assert finish["reason"] == "data_exhausted" and finish["step"] == steps
+    for node_log in ("events.jsonl", "events.rank1.jsonl"):  # each node's rank 0 records its node's end
+        finish = [r for r in read_events(out / node_log) if r["kind"] == "finish"][-1]
+        assert finish["reason"] == "data_exhausted" and finish["step"] == steps
+        assert finish["data_left"] == {str(k): n - steps * SHARE for k, n in enumerate(slice_samples)}
     for rank, samples in enumerate(slice_samples):  # node k's rank trained on slice k's order, once each
         lines = [json.loads(line) for line in (out / f"sample_ids.rank{rank}.jsonl").read_text().splitlines()]
         assert [line["step"] for line in lines] == list(range(1, steps + 1))
