@@ -8,7 +8,7 @@ job is stopped, resumed, and run until the data runs out: both nodes must stop t
 import json
 
 import pytest
-from trainer_procs import prepare_sample, read_events, run_nodes
+from trainer_procs import prepare_sample, read_events, run_nodes, run_train
 
 from trainer.config import DataConfig
 from trainer.data import GlobalSampler, load
@@ -46,3 +46,13 @@ def test_two_nodes_each_train_on_their_own_slice_resume_and_stop_together(tmp_pa
         assert [line["step"] for line in lines] == list(range(1, steps + 1))
         ids = [i for line in lines for i in line["ids"]]
         assert ids == GlobalSampler(samples, SEED).order[:steps * SHARE].tolist()
+
+
+def test_a_slice_too_small_for_one_share_is_a_one_line_error(tmp_path):
+    data = prepare_sample(tmp_path / "sliced", "--sample", "60", "--seed", "2", "--slices", "2")
+    samples = load(DataConfig(path=str(data), slice="0,1", seq_len=64)).train.num_samples
+    proc = run_train(data, tmp_path / "run", "data.slice=0,1", f"data.micro_bsz={samples + 1}", "data.micro_num=1")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: data.path: {data} batch 0 slice 0,1 holds {samples} packed samples, "
+        f"fewer than its share of one global batch ({samples + 1})")
