@@ -135,9 +135,11 @@ class LiveRuns:
             listener(run, records)
 
     def record(self, runs: list[str]) -> None:
-        """Write these runs' current states in one transaction, then log those that changed."""
+        """Write these runs' current states in one transaction, then log those that changed. In run
+        order: the watchers of several nodes save the same runs' rows, and rows locked in two
+        orders deadlock."""
         now = self.clock()
-        states = [state for run in runs if (state := self._isolated(run, self.state, run, now)) is not None]
+        states = [state for run in sorted(runs) if (state := self._isolated(run, self.state, run, now)) is not None]
         if not states:
             return
         with self.engine.begin() as conn:

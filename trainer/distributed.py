@@ -95,7 +95,10 @@ def all_nodes(env: DistEnv) -> list[Node]:
     return sorted(set(all_gather(env, mine)), key=lambda node: node.node_rank)
 
 
-_PEER_GONE_RE = re.compile(r"Connection (?:closed|reset) by peer(?: \[([^\]]+)\]:\d+)?|Broken pipe")
+_PEER_GONE_RE = re.compile(r"Connection (?:closed|reset) by (?:remote )?peer|Broken pipe|remote process exited")
+"""gloo's pair to a dead peer; NCCL's ncclRemoteError."""
+_PEER_ADDRESS_RE = re.compile(r"by peer \[([^\]]+)\]:\d+|(?:from|peer) ([\w.:-]+)<\d+>")
+"""The peer's address: gloo's `[10.0.0.12]:9141`, NCCL's `10.0.0.12<33759>`."""
 _TIMED_OUT_RE = re.compile(r"Timed out waiting|timed out|Timeout", re.IGNORECASE)
 
 
@@ -108,8 +111,9 @@ def lost_peer(exc: BaseException, nodes: list[Node], me: int) -> dict | None:
         return None
     message = str(exc)
     others = [node for node in nodes if node.node_rank != me]
-    if match := _PEER_GONE_RE.search(message):
-        address = match.group(1)
+    if _PEER_GONE_RE.search(message):
+        where = _PEER_ADDRESS_RE.search(message)
+        address = (where.group(1) or where.group(2)) if where else None
         at_address = [node for node in others if address and node.address == address]
         lost = at_address or others
         return {"cause": "node_lost", "lost_hosts": sorted({node.host for node in lost}),

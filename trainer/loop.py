@@ -133,7 +133,7 @@ def start(cfg: Config, env: distributed.DistEnv) -> tuple[Run, TrainState]:
                           f"packed samples, fewer than {share} ({global_batch // groups.groups})")
     ids = distributed.broadcast_from_lead(env, (run_id_for(out_dir), new_attempt_id()) if env.is_lead else None)
     recorder = Recorder(Path(cfg.train.log_dir or out_dir), *ids, rank=env.rank,
-                        enabled=cfg.train.events or not env.is_lead)
+                        enabled=cfg.train.events or not env.is_node_lead)
     run = Run(cfg, env, data, recorder, out_dir, flops_per_token(cfg.model, cfg.data.seq_len),
               peak_flops(env.device, cfg.model.dtype, cfg.train.peak_flops), global_batch, groups,
               distributed.all_nodes(env))

@@ -18,6 +18,11 @@ TEXT_PARSERS = [p for p in registry() if issubclass(p, TextParser)]
 GLOO_PEER_CLOSED = ("[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed by peer "
                     "[10.0.0.12]:9141. This is typically caused by a remote worker crashing.")
 ALL_DAY = Policy(timezone="UTC", work_start=time(0), work_end=time(23, 59, 59))
+NCCL_REMOTE_ERROR = (  # as torch raises it (NVIDIA/nccl#934, #2076), the peer's address made ours
+    "NCCL error in: ../torch/csrc/distributed/c10d/ProcessGroupNCCL.cpp:1347, remote process exited or there was "
+    "a network error, NCCL version 2.18.5\nncclRemoteError: A call failed possibly due to a network error or a remote "
+    "process exiting prematurely.\nLast error:\nsocketProgressOpt: Call to recv from 10.0.0.13<33759> failed : "
+    "Connection reset by peer")
 NODES = [Node(0, "node0", "10.0.0.11"), Node(1, "node1", "10.0.0.12"), Node(2, "node2", "10.0.0.13")]
 
 
@@ -30,6 +35,8 @@ def test_the_trainer_names_the_node_behind_the_address_gloo_reports():
     timed_out = RuntimeError("[../third_party/gloo/gloo/transport/tcp/unbound_buffer.cc:81] Timed out waiting "
                              "10000ms for recv operation to complete")
     assert lost_peer(timed_out, NODES, me=0) == {"cause": "collective_timeout"}
+    assert lost_peer(RuntimeError(NCCL_REMOTE_ERROR), NODES, me=1) == {
+        "cause": "node_lost", "lost_hosts": ["node2"], "lost_nodes": [2], "peer": "10.0.0.13"}
     assert lost_peer(RuntimeError("shape mismatch"), NODES, me=0) is None
     assert lost_peer(RuntimeError(GLOO_PEER_CLOSED), NODES[:1], me=0) is None  # alone: no peer to lose
 
@@ -42,6 +49,15 @@ def test_every_text_format_reads_a_lost_peer_as_node_lost(parser_class, log):
     parser = parser_class(run="run", attempt_prefix="log", clock=lambda: 1.7e9, tz=timezone.utc)
     records, bad = parse_lines(parser, (LOGS / log).read_text().splitlines())
     assert bad == []
+    assert [(r.kind, r.fields["cause"]) for r in records] == [("fault", "node_lost")]
+
+
+def test_nccl_s_remote_error_in_a_foreign_traceback_is_node_lost():
+    lines = ["Traceback (most recent call last):", '  File "train.py", line 9, in <module>',
+             "    loss.backward()", f"torch.distributed.DistBackendError: {NCCL_REMOTE_ERROR.splitlines()[0]}",
+             *NCCL_REMOTE_ERROR.splitlines()[1:]]
+    parser = TEXT_PARSERS[0](run="run", attempt_prefix="log", clock=lambda: 1.7e9, tz=timezone.utc)
+    records, bad = parse_lines(parser, lines)
     assert [(r.kind, r.fields["cause"]) for r in records] == [("fault", "node_lost")]
 
 

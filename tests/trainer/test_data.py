@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from trainer.config import ConfigError, DataConfig
 from trainer.data import IGNORE, DataGroups, GlobalSampler, load
@@ -44,6 +45,21 @@ def test_slice_selects_only_that_slice(prepared):
     parts = [load(DataConfig(path=str(prepared), batch="1", slice=str(k), seq_len=8)).train.num_samples
              for k in (0, 1)]
     assert abs(sum(parts) - whole) <= 1 and all(parts)
+
+
+def test_a_node_reading_two_slices_reads_each_slice_s_own_samples(prepared):
+    """A node that took over a lost node's slice: its samples are the two slices' samples, each
+    whole (none spans the two), and a micro-batch may take from both."""
+    one = {k: load(DataConfig(path=str(prepared), batch="1", slice=str(k), seq_len=8)).train for k in (0, 1)}
+    both = load(DataConfig(path=str(prepared), batch="1", slice="1,0", seq_len=8)).train
+    assert both.counts() == {"1": one[1].num_samples, "0": one[0].num_samples}
+    ids = np.array([one[1].num_samples - 1, one[1].num_samples, one[1].num_samples + 2])  # across the seam
+    assert both.locate(ids)[0] == ["1", "0", "0"] and both.locate(ids)[1].tolist() == [one[1].num_samples - 1, 0, 2]
+    batch = both.batch(ids)
+    parts = [one[1].batch(ids[:1]), one[0].batch(np.array([0, 2]))]
+    assert torch.equal(batch.inputs, torch.cat([b.inputs for b in parts]))
+    assert torch.equal(batch.targets, torch.cat([b.targets for b in parts]))
+    assert batch.num_documents == sum(b.num_documents for b in parts)
 
 
 def test_min_length_drops_short_documents(prepared):

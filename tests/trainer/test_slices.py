@@ -8,7 +8,7 @@ job is stopped, resumed, and run until the data runs out: both nodes must stop t
 import json
 
 import pytest
-from trainer_procs import prepare_sample, read_events, run_nodes
+from trainer_procs import prepare_sample, read_events, run_nodes, run_train
 
 from trainer.config import DataConfig
 from trainer.data import GlobalSampler, load
@@ -36,11 +36,23 @@ def test_two_nodes_each_train_on_their_own_slice_resume_and_stop_together(tmp_pa
     assert [(r["nodes"], r["data_slice"]) for r in launches] == [(2, "0; 1")] * 2
     resume = next(r for r in events if r["kind"] == "resume")
     assert resume["step"] == 2 and resume["restored"]["data_position"]
-    finish = [r for r in events if r["kind"] == "finish"][-1]
     steps = min(slice_samples) // SHARE  # the smaller slice ends the run for both nodes
-    assert finish["reason"] == "data_exhausted" and finish["step"] == steps
+    for node_log in ("events.jsonl", "events.rank1.jsonl"):  # each node's rank 0 records its node's end
+        finish = [r for r in read_events(out / node_log) if r["kind"] == "finish"][-1]
+        assert finish["reason"] == "data_exhausted" and finish["step"] == steps
+        assert finish["data_left"] == {str(k): n - steps * SHARE for k, n in enumerate(slice_samples)}
     for rank, samples in enumerate(slice_samples):  # node k's rank trained on slice k's order, once each
         lines = [json.loads(line) for line in (out / f"sample_ids.rank{rank}.jsonl").read_text().splitlines()]
         assert [line["step"] for line in lines] == list(range(1, steps + 1))
         ids = [i for line in lines for i in line["ids"]]
         assert ids == GlobalSampler(samples, SEED).order[:steps * SHARE].tolist()
+
+
+def test_a_slice_too_small_for_one_share_is_a_one_line_error(tmp_path):
+    data = prepare_sample(tmp_path / "sliced", "--sample", "60", "--seed", "2", "--slices", "2")
+    samples = load(DataConfig(path=str(data), slice="0,1", seq_len=64)).train.num_samples
+    proc = run_train(data, tmp_path / "run", "data.slice=0,1", f"data.micro_bsz={samples + 1}", "data.micro_num=1")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: data.path: {data} batch 0 slice 0,1 holds {samples} packed samples, "
+        f"fewer than its share of one global batch ({samples + 1})")
