@@ -152,12 +152,13 @@ def test_a_parser_shipped_as_a_package_joins_the_registry(tmp_path, monkeypatch)
     dist = tmp_path / "acme_parsers-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-parsers\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[trainledger.parsers]\nacme = acme_parsers:AcmeParser\n")
+    (dist / "entry_points.txt").write_text("[trainledger.parsers]\nacme = acme_parsers:AcmeParser\n"
+                                           "broken = acme_parsers:Missing\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     plugins.cache_clear()
     try:
         acme = [p for p in registry() if p.name == "acme"]
-        assert len(acme) == 1
+        assert len(acme) == 1  # the broken entry point is logged and left out
         from monitor.parsers import sniff
 
         assert sniff(["ACME step 1 2.5"]) is acme[0]
