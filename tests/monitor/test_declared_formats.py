@@ -90,7 +90,7 @@ def test_a_broken_declaration_is_one_line_naming_the_key(change, key):
     with pytest.raises(DeclaredFormatError) as caught:
         load_declared_formats([TABLES[1], table], "mine.toml", register=False)
     message = str(caught.value)
-    assert message.startswith(f"mine.toml: [[formats]] #2") and f": {key}: " in message and "\n" not in message
+    assert message.startswith("mine.toml: [[formats]] #2") and f": {key}: " in message and "\n" not in message
 
 
 def test_formats_test_shows_what_each_line_becomes():
