@@ -174,3 +174,11 @@ def test_a_declared_launch_line_opens_the_attempt():
     records = read(parser_class, "torchtune/codellama_pr1358.log")
     assert [r.kind for r in records][:2] == ["launch", "step"]
     assert records[0].fields["format"] == "torchtune_launch" and records[0].attempt == "log#1"
+
+
+def test_a_mapped_figure_without_a_number_is_no_value_not_a_bad_line():
+    [step] = read(declared("torchtune_declared"), "torchtune/gpu_resources_pr640.log")[:1]
+    assert step.fields["loss"] == 1.7535516023635864 and step.fields["gpu_resources"] == 13708965376.0
+    parser = declared("torchtune_declared")(run="run", attempt_prefix="log", clock=lambda: CLOCK, tz=timezone.utc)
+    [sentinel] = parse_valid(parser, ["Step 3 | loss:nan lr:N/A tokens_per_second_per_gpu:12.5"])
+    assert sentinel.fields == {"loss": None, "loss_nonfinite": True, "lr": None, "tgs": 12.5}
