@@ -31,7 +31,6 @@ def write_file(path: Path, steps: int) -> int:
     """An event file of `steps` steps × len(TAGS) scalars; its size in bytes."""
     from google_crc32c import value as crc32c
     from tensorboard.compat.proto.event_pb2 import Event
-    from tensorboard.compat.proto.summary_pb2 import Summary
 
     def frame(data: bytes) -> bytes:
         header = struct.pack("<Q", len(data))

@@ -7,6 +7,7 @@ See docs/parsers.md for what each format maps to.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from functools import lru_cache
 from importlib import import_module
@@ -52,12 +53,20 @@ def add_formats(classes: Iterable[type[Parser]]) -> None:
 
 @lru_cache(maxsize=1)
 def plugins() -> tuple[type[Parser], ...]:
-    """Parsers shipped as Python packages: the `trainledger.parsers` entry-point group."""
+    """Parsers shipped as Python packages: the `trainledger.parsers` entry-point group. One that
+    fails to load, or is no Parser, is logged and left out (the other formats still work)."""
     found = []
     for entry in entry_points(group="trainledger.parsers"):
-        parser = entry.load()
-        if not (isinstance(parser, type) and issubclass(parser, Parser)):
-            raise TypeError(f"entry point trainledger.parsers {entry.name} = {entry.value} is not a Parser subclass")
+        try:
+            parser = entry.load()
+        except Exception as exc:  # noqa: BLE001 — a broken plugin must not stop the monitor
+            logging.getLogger("trainledger.parsers").error("parser plugin %s = %s not loaded: %s: %s",
+                                                           entry.name, entry.value, type(exc).__name__, exc)
+            continue
+        if not (isinstance(parser, type) and issubclass(parser, Parser) and isinstance(getattr(parser, "name", None), str)):
+            logging.getLogger("trainledger.parsers").error("parser plugin %s = %s is not a Parser subclass with a name",
+                                                           entry.name, entry.value)
+            continue
         found.append(parser)
     return tuple(found)
 

@@ -104,6 +104,10 @@ class DeclaredFormat(BaseModel):
         return self
 
 
+_DEFAULT_STYLE = KeyValueStyle()
+"""How a `rest` group splits when the declaration gives no `key_value`."""
+
+
 def _number(text: str) -> float | None:
     """The number a value starts with (`1752ms` → 1752, `[10.5]` → 10.5, `83,385` → 83385);
     nan/inf → None; BadLine when there is none."""
@@ -171,7 +175,7 @@ class DeclaredParser(TextParser):
         return values if spec.step in values else None
 
     def _pairs(self, text: str) -> dict[str, str]:
-        style = self.spec.key_value or KeyValueStyle()
+        style = self.spec.key_value or _DEFAULT_STYLE
         values: dict[str, str] = {}
         for part in text.split(style.pairs):
             key, found, value = part.partition(style.separator)
@@ -186,7 +190,11 @@ class DeclaredParser(TextParser):
             raw = values.get(source)
             if raw is None or not raw.strip():
                 continue
-            value = _number(raw)
+            try:
+                value = _number(raw)
+            except BadLine:  # a sentinel such as `N/A`: no value, not a bad line
+                fields[name] = None
+                continue
             if value is None:
                 fields.update(loss_field("nan", name) if name in _LOSSES else {name: None})
             else:

@@ -31,8 +31,8 @@ _TIMER_RE = re.compile(r"\[timer\.py:\d+:stop\] .*?(\d+)(?:, |/micro_step.*?glob
                        r"(?:, MemAllocated=([\d.]+)GB, MaxMemAllocated=([\d.]+)GB)?")
 _PIPE_RE = re.compile(r"steps: (\d+) loss: (\S+) (.*?)iter time \(s\): (\S+) samples/sec: ([\d.]+)")
 _EXTRA_LOSS_RE = re.compile(r"([a-z_ ]+?) loss: (\S+) ")
-_PROFILE_RE = re.compile(r"^(world size|params per gpu|iter latency|samples/second|FLOPS per GPU = [^:]*|"
-                         r"iter FLOPS|Profile Summary at step)\s*:?\s+(\S+)\s*(\S*)")
+_PROFILE_RE = re.compile(r"^(world size|params per (?:gpu|GPU)|iter latency|samples/second|FLOPS per GPU = [^:]*)"
+                         r":\s+(\S+)\s*(\S*)")
 _UNITS = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "ms": 1e-3, "us": 1e-6, "s": 1.0}
 
 
@@ -89,7 +89,7 @@ class DeepSpeedParser(TextParser):
             return []
         if key == "world size":
             self.update_launch(world_size=int(number))
-        elif key == "params per gpu":
+        elif key.startswith("params per"):
             self.update_launch(n_params=round(number))
         elif key == "iter latency":
             profile["profiler_step_time"] = number

@@ -15,7 +15,8 @@
 
 The printed `loss` is a debiased EMA of the training loss: it is stored as `loss_smoothed`
 and `loss` stays null. `tok/sec` is global (the whole batch over dt); tgs = that / world size.
-`mfu` (`bf16_mfu` in newer versions) is a percentage; nanochat prints 0.00 where it cannot
+`mfu` (`bf16_mfu` in newer versions) is a percentage; newer versions print the data position
+as `epoch: 1 pq: 0 rg: 3` (`data_epoch`, `data_file` the parquet file, `data_row_group`); nanochat prints 0.00 where it cannot
 measure it (no known peak FLOPS, e.g. CPU/NPU), so 0.00 becomes null. `lrm` is the learning-
 rate multiplier (`lr_multiplier`), not the learning rate. `print0` lines carry no timestamp:
 a step is dated by the file clock (text.py) advanced by its `dt`; nanochat's `logging` lines
@@ -115,8 +116,12 @@ class NanochatParser(TextParser):
             elif key in ("mfu", "bf16_mfu"):
                 mfu = to_float(value.rstrip("%"))
                 fields["mfu"] = mfu / 100 if mfu else None
-            elif key == "epoch":
-                fields["data_epoch"] = to_int(value.split(" ", 1)[0])
+            elif key == "epoch":  # `epoch: 1 pq: 0 rg: 3`: the data position (parquet file, row group)
+                words = value.split()
+                fields["data_epoch"] = to_int(words[0])
+                for name, number in zip(words[1::2], words[2::2]):
+                    if name in ("pq:", "rg:"):
+                        fields["data_file" if name == "pq:" else "data_row_group"] = to_int(number)
             elif key in ("total time", "eta") and value.endswith("m"):
                 fields["total_training_time_s" if key == "total time" else "eta_s"] = _seconds(value, "m")
             elif key == "remaining" and value.endswith("s"):

@@ -90,7 +90,7 @@ def test_a_broken_declaration_is_one_line_naming_the_key(change, key):
     with pytest.raises(DeclaredFormatError) as caught:
         load_declared_formats([TABLES[1], table], "mine.toml", register=False)
     message = str(caught.value)
-    assert message.startswith(f"mine.toml: [[formats]] #2") and f": {key}: " in message and "\n" not in message
+    assert message.startswith("mine.toml: [[formats]] #2") and f": {key}: " in message and "\n" not in message
 
 
 def test_formats_test_shows_what_each_line_becomes():
@@ -152,12 +152,13 @@ def test_a_parser_shipped_as_a_package_joins_the_registry(tmp_path, monkeypatch)
     dist = tmp_path / "acme_parsers-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-parsers\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[trainledger.parsers]\nacme = acme_parsers:AcmeParser\n")
+    (dist / "entry_points.txt").write_text("[trainledger.parsers]\nacme = acme_parsers:AcmeParser\n"
+                                           "broken = acme_parsers:Missing\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     plugins.cache_clear()
     try:
         acme = [p for p in registry() if p.name == "acme"]
-        assert len(acme) == 1
+        assert len(acme) == 1  # the broken entry point is logged and left out
         from monitor.parsers import sniff
 
         assert sniff(["ACME step 1 2.5"]) is acme[0]
@@ -173,3 +174,11 @@ def test_a_declared_launch_line_opens_the_attempt():
     records = read(parser_class, "torchtune/codellama_pr1358.log")
     assert [r.kind for r in records][:2] == ["launch", "step"]
     assert records[0].fields["format"] == "torchtune_launch" and records[0].attempt == "log#1"
+
+
+def test_a_mapped_figure_without_a_number_is_no_value_not_a_bad_line():
+    [step] = read(declared("torchtune_declared"), "torchtune/gpu_resources_pr640.log")[:1]
+    assert step.fields["loss"] == 1.7535516023635864 and step.fields["gpu_resources"] == 13708965376.0
+    parser = declared("torchtune_declared")(run="run", attempt_prefix="log", clock=lambda: CLOCK, tz=timezone.utc)
+    [sentinel] = parse_valid(parser, ["Step 3 | loss:nan lr:N/A tokens_per_second_per_gpu:12.5"])
+    assert sentinel.fields == {"loss": None, "loss_nonfinite": True, "lr": None, "tgs": 12.5}

@@ -107,11 +107,16 @@ def test_deepspeed_pipeline_line_and_the_flops_profile():
     [step] = read("deepspeed/pipeline_steps_moe.log", "deepspeed")
     assert step.step == 200 and step.fields == {"loss": 5.5508, "step_time": 0.936, "samples_per_s": 136.706,
                                                 "lm_loss": 5.5103, "moe_loss": 0.0405}
-    profile = (LOGS / "deepspeed/flops_profiler_megatron_issue98.log").read_text().split("\n")
-    records = read("", "deepspeed", profile + ["iter latency:   1.5 s", "FLOPS per GPU = 2 * fwd flops per GPU / iter latency:  13.36 TFLOPS",
-                                               "samples/second:  49.55", "[Rank 0] step=2, skipped=0, lr=[1e-4]"])
-    assert steps(records)[2] == {"lr": 1e-4, "skipped_steps": 0, "profiler_step_time": 1.5, "profiler_tflops": 13.36,
-                                 "profiler_samples_per_s": 49.55, "loss": None}
+    # the profiler's summary (real, a T5 run on 3 workers), then a step line (real, another run)
+    profile = (LOGS / "deepspeed/flops_profiler_t5_summary.log").read_text().split("\n")
+    step_line = (LOGS / "deepspeed/bert_issue1825.log").read_text().split("\n")[0]
+    records = read("", "deepspeed", profile + [step_line])
+    assert steps(records)[40] == {"lr": 5e-05, "skipped_steps": 2, "profiler_step_time": pytest.approx(0.48761),
+                                  "profiler_tflops": pytest.approx(2.35), "profiler_samples_per_s": 196.88, "loss": None}
+    head = (LOGS / "deepspeed/flops_profiler_megatron_issue98.log").read_text().split("\n")
+    parser = by_name("deepspeed")(run="run", attempt_prefix="log", clock=lambda: CLOCK, tz=timezone.utc)
+    parse_valid(parser, head)
+    assert parser.s["world_size"] == 128
 
 
 def test_llamafactory_trainer_log_steps_and_the_finish():

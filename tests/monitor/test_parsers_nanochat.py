@@ -38,6 +38,8 @@ def test_newer_format_eval_and_a_step_counter_that_goes_backwards():
     records = parse("nanochat/d4_500_steps.log")
     steps = [r for r in records if r.kind == "step"]
     assert steps[0].step == 5 and steps[0].fields["data_epoch"] == 1
+    assert (steps[0].fields["data_file"], steps[0].fields["data_row_group"]) == (0, 3)  # `pq: 0 rg: 3`
+    assert steps[1].fields["data_row_group"] == 4
     assert steps[0].fields["mfu"] is None  # bf16_mfu 0.00: nanochat could not measure it
     eta = next(r for r in steps if r.step == 11)
     assert eta.fields["total_training_time_s"] == pytest.approx(2.4)
