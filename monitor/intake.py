@@ -387,6 +387,8 @@ class Intake(NewFiles, Rotation, SharedTransactions, Descriptors):
                 records += parser.flush()
             except Exception as exc:  # noqa: BLE001
                 log.error("%s: %s parser failed to flush: %s: %s", tail.path, parser.name, type(exc).__name__, exc)
+            if not records and parser.get_state() == row["parser_state"]:
+                return True  # nothing was buffered: nothing to store
         values: dict[str, Any] = dict(path=tail.path, lines=lineno, records=row["records"] + len(records),
                                       parser_state=parser.get_state(), size=tail.size, updated=time.time())
         if batch is not None:
