@@ -244,7 +244,7 @@ class Intake(NewFiles, Rotation, SharedTransactions, Descriptors):
                 forget_unreadable(conn, self.host, st.st_dev, st.st_ino)
                 row = None
         if row is not None:
-            if self._unchanged(fd, st.st_size, row):
+            if self._unchanged(fd, row):
                 return self._track(row, path, fd)
             self._content_lost(row, SourceStatus.TRUNCATED)
         row = self._new_row(path, fd, st, final)
@@ -273,9 +273,10 @@ class Intake(NewFiles, Rotation, SharedTransactions, Descriptors):
         return parser
 
     @staticmethod
-    def _unchanged(fd: int, size: int, row: Any) -> bool:
-        """Does the file still hold, up to the row's offset, the bytes the row has read?"""
-        return (size >= row["offset"]
+    def _unchanged(fd: int, row: Any) -> bool:
+        """Does the file still hold, up to the row's offset, the bytes the row has read? (Its
+        size taken now: another writer may have read further than a size taken before the row.)"""
+        return (os.fstat(fd).st_size >= row["offset"]
                 and (not row["head_len"] or head_hash(fd, row["head_len"]) == row["head_hash"])
                 and (not row["offset"] or tail_hash(fd, row["offset"]) == row["tail_hash"]))
 
@@ -287,16 +288,18 @@ class Intake(NewFiles, Rotation, SharedTransactions, Descriptors):
         if st is None:
             return
         grew = (st.st_size, st.st_mtime_ns) != (tail.size, tail.mtime_ns)
+        if grew and tail.current_in != self._shared_number:
+            if not self._reread(tail):
+                return  # another writer of this host found its content gone
+            st = os.fstat(tail.fd)  # as of now: the row read may be further on than the stat above
         tail.size, tail.mtime_ns = st.st_size, st.st_mtime_ns
         if grew:
             tail.last_growth, tail.flushed = time.monotonic(), False
-            if tail.current_in != self._shared_number and not self._reread(tail):
-                return  # another writer of this host retired it
         if tail.parser is None:
             if grew or final:
                 self._resniff(tail, final)
             return
-        if grew and not self._unchanged(tail.fd, st.st_size, tail.row):
+        if grew and not self._unchanged(tail.fd, tail.row):
             self._start_over(tail, final)
             return
         while not self._stop.is_set():
@@ -385,6 +388,8 @@ class Intake(NewFiles, Rotation, SharedTransactions, Descriptors):
                 records += parser.drain()
             except Exception as exc:  # noqa: BLE001
                 log.error("%s: %s parser failed to flush: %s: %s", tail.path, parser.name, type(exc).__name__, exc)
+            if not records and parser.get_state() == row["parser_state"]:
+                return True  # nothing was buffered: nothing to store
         values: dict[str, Any] = dict(path=tail.path, lines=lineno, records=row["records"] + len(records),
                                       parser_state=parser.get_state(), size=tail.size, updated=time.time())
         if batch is not None:

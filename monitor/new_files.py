@@ -75,6 +75,8 @@ class NewFiles:
     def _carried_over(self, parser: type[Parser], run: str) -> dict[str, Any]:
         """The parser state and attempt names a new file takes over from the run's last file in
         its format, where the format says so (`Parser.carried_over`); else nothing."""
+        if parser.carried_over.__func__ is Parser.carried_over.__func__:
+            return {}  # the format never carries over: no need to look
         with self._store() as conn:
             last = last_parser_state(conn, self.host, parser.name, run)
         state = parser.carried_over(last[0]) if last is not None else None

@@ -68,7 +68,7 @@ class Rotation:
             self._retire(tail.row, SourceStatus.DELETED)  # went while closed (idle, read to its end)
             self._close(tail)
             return
-        unchanged = self._unchanged(tail.fd, os.fstat(tail.fd).st_size, tail.row)
+        unchanged = self._unchanged(tail.fd, tail.row)
         if unchanged and self._following and not self._stop.is_set():
             tail.path = moved_to or tail.path
             self._start_lingering(tail, SourceStatus.ROTATED if moved_to else SourceStatus.DELETED)
@@ -95,7 +95,7 @@ class Rotation:
         for tail in list(self._lingering.values()):
             st = os.fstat(tail.fd)
             if (st.st_size, st.st_mtime_ns) != (tail.size, tail.mtime_ns):  # hashed only when it changed
-                if not self._unchanged(tail.fd, st.st_size, tail.row):
+                if not self._unchanged(tail.fd, tail.row):
                     self._close(tail)  # rewritten in place: what it held was read
                     continue
                 self._advance(tail, final=False)
@@ -117,7 +117,7 @@ class Rotation:
             if opened is None:
                 continue
             fd, st = opened
-            if (st.st_dev, st.st_ino) != (row["device"], row["inode"]) or not self._unchanged(fd, st.st_size, row):
+            if (st.st_dev, st.st_ino) != (row["device"], row["inode"]) or not self._unchanged(fd, row):
                 os.close(fd)
                 continue
             tail = self._track(row, path, fd)
@@ -147,7 +147,7 @@ class Rotation:
                 fd, _ = opened
                 with self._store() as conn:
                     known = followed_row(conn, self.host, st.st_dev, st.st_ino)
-                is_copy = known is None and self._unchanged(fd, st.st_size, row)
+                is_copy = known is None and self._unchanged(fd, row)
                 os.close(fd)
                 if is_copy:
                     log.info("%s: %s; its copy %s continues from byte %d", row["path"], status, path, row["offset"])
@@ -197,7 +197,7 @@ class Rotation:
             if moved_to and (opened := self._open_file(moved_to)):
                 tail = self._track(row, moved_to, opened[0])
                 self._by_path.pop(moved_to, None)
-                if self._unchanged(tail.fd, os.fstat(tail.fd).st_size, row):
+                if self._unchanged(tail.fd, row):
                     if self._following and not self._stop.is_set():
                         self._start_lingering(tail, SourceStatus.ROTATED)  # not closed, to be reopened at once
                         continue

@@ -93,6 +93,8 @@ def sniff(head_lines: list[str]) -> type[Parser] | None:
         confidence = parser.sniff(head_lines)
         if confidence >= MIN_CONFIDENCE and confidence > best_confidence:
             best, best_confidence = parser, confidence
+            if confidence >= 1.0:
+                break  # none can be more confident (a folder of thousands of logs sniffs each)
     return best
 
 

@@ -17,20 +17,45 @@ from __future__ import annotations
 
 import os
 import socket
+from functools import cache, lru_cache
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, bindparam, delete, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from monitor.models import _ONE_FOLLOWED_ROW, FOLLOWED_STATUSES, SourceFile, SourceStatus
+from monitor.store.engine import json_dumps
 
 HOST_ENV = "TRAINLEDGER_HOST"
 _SOURCES = SourceFile.__table__
 _FOLLOWED = [str(status) for status in FOLLOWED_STATUSES]
 _COPY_ORIGINS = [str(s) for s in (SourceStatus.ACTIVE, SourceStatus.ROTATED, SourceStatus.TRUNCATED,
                                   SourceStatus.REPLACED)]
+
+
+_NEW_ROW_COLUMNS = tuple(column.name for column in _SOURCES.columns if column.name != "id")
+_FOLLOWED_ROW = select(_SOURCES).where(
+    _SOURCES.c.host == bindparam("host"), _SOURCES.c.device == bindparam("device"),
+    _SOURCES.c.inode == bindparam("inode"), _SOURCES.c.status.in_(_FOLLOWED))
+_SAME_HEAD = and_(_SOURCES.c.head_len == bindparam("head_len"), _SOURCES.c.head_hash == bindparam("head_hash"))
+_OTHER_HEAD_IN_FOLDER = and_(
+    or_(and_(_SOURCES.c.head_len >= 1, _SOURCES.c.head_len < bindparam("head_len")),
+        _SOURCES.c.head_len > bindparam("head_len")),
+    _SOURCES.c.path > bindparam("first_path"), _SOURCES.c.path < bindparam("past_path"))
+_COPY_CANDIDATES = select(_SOURCES).where(
+    _SOURCES.c.host == bindparam("host"), _SOURCES.c.parser.is_not(None), _SOURCES.c.status.in_(_COPY_ORIGINS),
+    ~and_(_SOURCES.c.device == bindparam("device"), _SOURCES.c.inode == bindparam("inode")),
+    or_(_SAME_HEAD, _OTHER_HEAD_IN_FOLDER)).order_by(_SOURCES.c.id.desc())
+"""Statements built once: building one costs more than running it, for every file of thousands."""
+
+
+@cache
+def _add_statement(dialect: str) -> Any:
+    make_insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return make_insert(_SOURCES).values({name: bindparam(name) for name in _NEW_ROW_COLUMNS}).on_conflict_do_nothing(
+        index_elements=["host", "device", "inode"], index_where=_ONE_FOLLOWED_ROW).returning(_SOURCES.c.id)
 
 
 def this_host() -> str:
@@ -50,21 +75,32 @@ def new_source_row() -> dict[str, Any]:
 
 def add_source(conn: Connection, **values: Any) -> int | None:
     """A new followed row; its id, or None when another writer's row for this file came first."""
-    make_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    stmt = make_insert(_SOURCES).values(**_plain(values)).on_conflict_do_nothing(
-        index_elements=["host", "device", "inode"], index_where=_ONE_FOLLOWED_ROW)
-    return conn.execute(stmt.returning(_SOURCES.c.id)).scalar()
+    row = dict.fromkeys(_NEW_ROW_COLUMNS)
+    row.update(version=0, **_plain(values))
+    return conn.execute(_add_statement(conn.dialect.name), row).scalar()
 
 
 def update_source(conn: Connection, source_id: int, *, expected_version: int | None = None,
                   **values: Any) -> int | None:
     """Write these values and bump the row's version; the new version. With `expected_version`,
-    a compare-and-swap: None, and nothing written, when the row is no longer at that version."""
-    stmt = update(_SOURCES).where(_SOURCES.c.id == source_id)
+    a compare-and-swap: None, and nothing written, when the row is no longer at that version.
+    Straight to the driver (a statement cached per set of columns): it runs for every batch
+    of every file, and building the statement cost more than running it."""
+    sql = _update_sql(conn.dialect.name, conn.dialect.paramstyle, tuple(values), expected_version is not None)
+    params = [json_dumps(value) if name == "parser_state" and value is not None else value
+              for name, value in _plain(values).items()]
+    params.append(source_id)
     if expected_version is not None:
-        stmt = stmt.where(_SOURCES.c.version == expected_version)
-    stmt = stmt.values(version=_SOURCES.c.version + 1, **_plain(values)).returning(_SOURCES.c.version)
-    return conn.execute(stmt).scalar()
+        params.append(expected_version)
+    return conn.exec_driver_sql(sql, tuple(params)).scalar()
+
+
+@lru_cache(maxsize=64)
+def _update_sql(dialect: str, paramstyle: str, columns: tuple[str, ...], swap: bool) -> str:
+    mark = "?" if paramstyle == "qmark" else "%s"
+    assignments = ", ".join(f'"{name}" = {mark}' for name in columns)
+    condition = f"id = {mark}" + (f" AND version = {mark}" if swap else "")
+    return f"UPDATE source_files SET {assignments}, version = version + 1 WHERE {condition} RETURNING version"
 
 
 def source_row(conn: Connection, source_id: int) -> dict[str, Any] | None:
@@ -74,9 +110,7 @@ def source_row(conn: Connection, source_id: int) -> dict[str, Any] | None:
 
 def followed_row(conn: Connection, host: str, device: int, inode: int) -> dict[str, Any] | None:
     """The row following the file (device, inode) on `host`, if any."""
-    row = conn.execute(select(_SOURCES).where(
-        _SOURCES.c.host == host, _SOURCES.c.device == device, _SOURCES.c.inode == inode,
-        _SOURCES.c.status.in_(_FOLLOWED))).mappings().first()
+    row = conn.execute(_FOLLOWED_ROW, {"host": host, "device": device, "inode": inode}).mappings().first()
     return dict(row) if row is not None else None
 
 
@@ -111,13 +145,9 @@ def copy_candidates(conn: Connection, host: str, device: int, inode: int, folder
     in `folder`, those whose head is of another length (to be compared byte by byte). Found
     through indexes: a folder of thousands of logs must not cost a scan per new file."""
     prefix = folder.rstrip(os.sep) + os.sep
-    in_folder = and_(_SOURCES.c.path > prefix, _SOURCES.c.path < prefix[:-1] + chr(ord(os.sep) + 1))
-    rows = conn.execute(select(_SOURCES).where(
-        _SOURCES.c.host == host, _SOURCES.c.parser.is_not(None), _SOURCES.c.status.in_(_COPY_ORIGINS),
-        ~and_(_SOURCES.c.device == device, _SOURCES.c.inode == inode),
-        or_(and_(_SOURCES.c.head_len == head_len, _SOURCES.c.head_hash == head_hash),
-            and_(or_(_SOURCES.c.head_len.between(1, head_len - 1), _SOURCES.c.head_len > head_len), in_folder)),
-    ).order_by(_SOURCES.c.id.desc())).mappings()
+    rows = conn.execute(_COPY_CANDIDATES, {"host": host, "device": device, "inode": inode, "head_len": head_len,
+                                           "head_hash": head_hash, "first_path": prefix,
+                                           "past_path": prefix[:-1] + chr(ord(os.sep) + 1)}).mappings()
     return [dict(row) for row in rows if os.path.dirname(row["path"]) == folder]
 
 

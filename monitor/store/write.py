@@ -7,10 +7,11 @@ so the intake can commit the records and the file offset that produced them toge
 from __future__ import annotations
 
 import sqlite3
+from functools import cache
 from itertools import chain
 from typing import Any, Iterable
 
-from sqlalchemy import case
+from sqlalchemy import bindparam, case
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -92,18 +93,25 @@ def _upsert_spans(conn: Connection, spans: dict[tuple[str, str], list[Any]]) -> 
     for (run, _attempt), (first, last, _host) in spans.items():
         span = runs.setdefault(run, [first, last])
         span[0], span[1] = min(span[0], first), max(span[1], last)
-    make_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    for table, keys, rows in (
-        (_RUNS, ["name"], [{"name": run, "first_ts": f, "last_ts": l} for run, (f, l) in sorted(runs.items())]),
-        (_ATTEMPTS, ["run", "attempt"], [{"run": run, "attempt": attempt, "host": host, "first_ts": f, "last_ts": l}
-                                         for (run, attempt), (f, l, host) in sorted(spans.items())]),
-    ):
-        stmt = make_insert(table)
-        stmt = stmt.on_conflict_do_update(index_elements=keys, set_={
+    statements = _span_statements(conn.dialect.name)
+    for run, (first, last) in sorted(runs.items()):  # a handful per batch: one statement each
+        conn.execute(statements[0], {"name": run, "first_ts": first, "last_ts": last})
+    for (run, attempt), (first, last, host) in sorted(spans.items()):
+        conn.execute(statements[1], {"run": run, "attempt": attempt, "host": host, "first_ts": first, "last_ts": last})
+
+
+@cache
+def _span_statements(dialect: str) -> tuple[Any, Any]:
+    """The upserts of a run's and an attempt's span, built once (building one costs more
+    than running it, for every batch of every file of thousands)."""
+    make_insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statements = []
+    for table, keys in ((_RUNS, ["name"]), (_ATTEMPTS, ["run", "attempt"])):
+        stmt = make_insert(table).values({column.name: bindparam(column.name) for column in table.columns})
+        statements.append(stmt.on_conflict_do_update(index_elements=keys, set_={
             "first_ts": case((stmt.excluded.first_ts < table.c.first_ts, stmt.excluded.first_ts),
                              else_=table.c.first_ts),
             "last_ts": case((stmt.excluded.last_ts > table.c.last_ts, stmt.excluded.last_ts),
                             else_=table.c.last_ts),
-        })
-        for row in rows:  # a handful per batch: one statement each keeps both dialects simple
-            conn.execute(stmt, row)
+        }))
+    return statements[0], statements[1]
