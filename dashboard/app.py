@@ -57,7 +57,7 @@ def main() -> None:
     elif page == "compare":
         page_compare.page(db, views)
     elif page == "whatif":
-        page_more.whatif_page()
+        page_more.whatif_page(db, view)
     else:
         page_more.alerts_page(db, run)
 

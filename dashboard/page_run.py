@@ -12,8 +12,8 @@ from sqlalchemy.engine import Engine
 from dashboard import charts
 from dashboard.data import RunView, ago_text
 from dashboard.series import ema, m4
-from monitor.store import load_records
-from monitor.store.read import (STEP_FIGURES, StepSeries, Window, latest_steps, raw_series, run_alerts, step_series,
+from monitor.store import list_alerts, load_records
+from monitor.store.read import (STEP_FIGURES, StepSeries, Window, latest_steps, raw_series, step_series,
                                 step_sources)
 
 MAX_POINTS = 2000
@@ -107,7 +107,7 @@ def _marks(db: Engine, run: str, x: str, series: StepSeries, zone: str) -> chart
     marks = charts.Marks(attempts=[(a[index], a[0]) for a in series.attempts if a[index] is not None])
     marks.checkpoints = [r.step if x == "step" else r.ts for r in load_records(db, run, kinds={"checkpoint"})
                          if x == "time" or r.step is not None]
-    for alert in run_alerts(db, run):
+    for alert in list_alerts(db, run, include_resolved=True):
         at = alert.ts if x == "time" else (alert.payload or {}).get("step")
         if at is not None:
             marks.alerts.append((at, f"{alert.kind}: {alert.message}"))

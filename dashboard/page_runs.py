@@ -9,7 +9,8 @@ import streamlit as st
 from sqlalchemy.engine import Engine
 
 from dashboard.data import RunView, ago_text, ledger
-from monitor.store.read import latest_steps, run_alerts
+from monitor.store import list_alerts
+from monitor.store.read import latest_steps
 
 REFRESH_S = 5.0
 
@@ -18,7 +19,7 @@ def table(db: Engine, views: list[RunView]) -> pd.DataFrame:
     """One row per run: state, step, tokens/s, MFU, goodput, ETTR, last record, open alerts."""
     latest = latest_steps(db, [v.name for v in views])
     open_alerts: dict[str, int] = {}
-    for alert in run_alerts(db, open_only=True):
+    for alert in list_alerts(db):
         open_alerts[alert.run] = open_alerts.get(alert.run, 0) + 1
     now = time.time()
     rows = []

@@ -3,7 +3,7 @@ comes from monitor.projections (and monitor.accounting)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from time import time as wall_clock
 from typing import List, Optional
@@ -14,7 +14,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from monitor.policy_options import holiday_option, policy_from_options, timezone_option, work_hours_option
+from monitor.escape import printable
+from monitor.policy_options import holiday_option, load_policy, timezone_option, work_hours_option
+from monitor.projections.loading import LoadedRun, load_run
 
 DB_HELP = "store: a SQLite file path or a postgresql+psycopg:// URL (default: $TRAINLEDGER_DB, else ~/.local/share/trainledger/trainledger.db)"
 FORMAT_HELP = "table or json"
@@ -25,43 +27,35 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-@dataclass
-class Loaded:
-    ledger: object
-    series: object
-    engine: object
-
-
 PROJECTION_FIGURES = ("step_time", "tokens_per_s", "tgs", "num_consumed_tokens")
 """what eta and whatif read of each step (the report reads every figure)"""
 
 
-def _load(db: Optional[str], run: str, timezone: Optional[str] = None, work_hours: str = "09:30-22:00",
-          holiday: tuple = (), live: bool = False, engine=None, figures: tuple[str, ...] | None = None) -> Loaded:
-    """The run's ledger and step series, or a one-line error (exit 1) naming what is missing. Step
-    figures are read as columns (a million steps in a second or so), not as a Record each."""
-    from eventschema import KINDS
-    from monitor.accounting import compute_ledger
-    from monitor.projections.series import light_records, series_from_columns
-    from monitor.store import StoreError, list_runs, load_records, open_store
-    from monitor.store.columns import FIGURE_COLUMNS, load_step_columns
+def _load(db: Optional[str], run: str, timezone: Optional[str] = None, work_hours: Optional[str] = None,
+          holiday: tuple = (), live: bool = False, engine=None, figures: tuple[str, ...] | None = None,
+          config_file: Optional[str] = None) -> LoadedRun:
+    """The run's ledger and step series (monitor/projections/loading.py), or a one-line error
+    (exit 1) naming what is missing. The policy is the ledger's: the configuration file with the
+    options over it."""
+    from monitor.config import ConfigError
+    from monitor.store import StoreError, list_runs, open_store
 
     try:
-        policy = policy_from_options(timezone, work_hours, list(holiday), [])
+        config, policy = load_policy(config_file, timezone, work_hours, list(holiday), [])
+    except ConfigError as exc:
+        _fail(str(exc))
     except ValueError as exc:
         _fail(str(exc))
     try:
-        engine = engine or open_store(db, read_only=True)
-        events = load_records(engine, run, kinds=[kind for kind in KINDS if kind != "step"])
-        columns = load_step_columns(engine, run, figures or FIGURE_COLUMNS)
-        known = [] if events or len(columns.ts) else [r.name for r in list_runs(engine)]
+        engine = engine or open_store(db or config.store_url(), read_only=True)
+        loaded = load_run(engine, run, policy, figures=figures, now=wall_clock() if live else None)
+        known = [] if loaded else [r.name for r in list_runs(engine)]
     except StoreError as exc:
         _fail(str(exc), 1)
-    if not events and not len(columns.ts):
-        others = f"; runs in the store: {', '.join(known)}" if known else "; the store has no runs yet"
-        _fail(f"no run named {run}{others}", 1)
-    ledger = compute_ledger(light_records(columns, events, run), policy, now=wall_clock() if live else None)
-    return Loaded(ledger, series_from_columns(columns, events), engine)
+    if loaded is None:
+        others = f"; runs in the store: {', '.join(map(printable, known))}" if known else "; the store has no runs yet"
+        _fail(f"no run named {printable(run)}{others}", 1)
+    return loaded
 
 
 def _check_format(fmt: str, allowed: tuple[str, ...]) -> None:
@@ -85,7 +79,7 @@ def eta(
     simulations: int = typer.Option(4000, "--simulations", min=100, help="Simulated futures."),
     fmt: str = typer.Option("table", "--format", "-f", help=FORMAT_HELP),
     timezone: Optional[str] = timezone_option(),
-    work_hours: str = work_hours_option(),
+    work_hours: Optional[str] = work_hours_option(),
     holiday: List[str] = holiday_option(),
 ) -> None:
     """When will the run finish: remaining steps at the measured step time, plus the downtime its
@@ -235,7 +229,7 @@ def report(
     ingest: List[str] = typer.Option([], "--ingest", help="Read these log files into --db first (repeatable): "
                                      "what the trainer does at a finish, into a temporary store."),
     timezone: Optional[str] = timezone_option(),
-    work_hours: str = work_hours_option(),
+    work_hours: Optional[str] = work_hours_option(),
     holiday: List[str] = holiday_option(),
 ) -> None:
     """Write the run report (report.md, and report.html: self-contained, plots inline, opens offline)."""
@@ -244,7 +238,7 @@ def report(
     from monitor.projections.eta import EtaError, estimate_eta
     from monitor.report.content import report_blocks
     from monitor.report.render import to_html, to_markdown
-    from monitor.store.run_alerts import run_alerts
+    from monitor.store import list_alerts
 
     this, summary, other, rows = _summaries(db, run, compare, timezone, work_hours, holiday)
     try:
@@ -252,7 +246,7 @@ def report(
     except EtaError:
         projection = None  # a run that says no total steps gets no finish section
     blocks = report_blocks(summary, other=other, comparison=rows, eta=projection,
-                           alerts=run_alerts(this.engine, run))
+                           alerts=list_alerts(this.engine, run, include_resolved=True, oldest_first=True))
     try:
         out.mkdir(parents=True, exist_ok=True)
         (out / "report.md").write_text(to_markdown(blocks), encoding="utf-8")
@@ -268,7 +262,7 @@ def compare(
     db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
     fmt: str = typer.Option("table", "--format", "-f", help=FORMAT_HELP),
     timezone: Optional[str] = timezone_option(),
-    work_hours: str = work_hours_option(),
+    work_hours: Optional[str] = work_hours_option(),
     holiday: List[str] = holiday_option(),
 ) -> None:
     """Every figure of two runs side by side; changes for the worse past 10 % called out."""

@@ -63,9 +63,11 @@ def claim_notification(engine: Engine, alert_id: int, now: float, repeat_s: floa
     return done.rowcount == 1
 
 
-def list_alerts(engine: Engine, run: str | None = None, *, include_resolved: bool = False) -> list[Alert]:
-    """Alerts, newest first: the unresolved ones, or all."""
-    query = select(_ALERTS).order_by(_ALERTS.c.ts.desc(), _ALERTS.c.id.desc())
+def list_alerts(engine: Engine, run: str | None = None, *, include_resolved: bool = False,
+                oldest_first: bool = False) -> list[Alert]:
+    """Alerts, newest first (or oldest first): the unresolved ones, or all."""
+    order = (_ALERTS.c.ts, _ALERTS.c.id) if oldest_first else (_ALERTS.c.ts.desc(), _ALERTS.c.id.desc())
+    query = select(_ALERTS).order_by(*order)
     if run is not None:
         query = query.where(_ALERTS.c.run == run)
     if not include_resolved:

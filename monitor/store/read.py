@@ -18,7 +18,7 @@ import numpy as np
 from sqlalchemy import and_, func, not_, or_, select, text
 from sqlalchemy.engine import Connection, Engine
 
-from monitor.models import FLOAT_FIGURES, INT_FIGURES, Alert, Attempt, Event, StepMetric
+from monitor.models import FLOAT_FIGURES, INT_FIGURES, Attempt, Event, StepMetric
 from monitor.records import Record
 from monitor.store.rows import event_record
 from monitor.store.write import _upsert_spans as upsert_spans, insert_rows
@@ -26,7 +26,6 @@ from monitor.store.write import _upsert_spans as upsert_spans, insert_rows
 _STEPS = StepMetric.__table__
 _EVENTS = Event.__table__
 _ATTEMPTS = Attempt.__table__
-_ALERTS = Alert.__table__
 STEP_FIGURES = FLOAT_FIGURES + INT_FIGURES
 X_AXES = ("step", "time", "tokens")
 _X_COLUMN = {"step": "step", "time": "ts", "tokens": "num_consumed_tokens"}
@@ -326,17 +325,6 @@ def step_sources(engine: Engine, run: str) -> list[str]:
         extra = conn.execute(select(_STEPS.c.extra).where(_STEPS.c.run == run, _STEPS.c.extra.is_not(None))
                              .order_by(_STEPS.c.ts.desc()).limit(1)).scalar()
     return sorted((extra or {}).get("per_source") or {})
-
-
-def run_alerts(engine: Engine, run: str | None = None, *, open_only: bool = False) -> list[Alert]:
-    """Alerts raised (by monitor/alerts.py), newest first; of one run, or still open."""
-    query = select(_ALERTS).order_by(_ALERTS.c.ts.desc())
-    if run is not None:
-        query = query.where(_ALERTS.c.run == run)
-    if open_only:
-        query = query.where(_ALERTS.c.resolved_ts.is_(None))
-    with engine.connect() as conn:
-        return [Alert.model_validate(dict(row)) for row in conn.execute(query).mappings()]
 
 
 def insert_step_rows(conn: Connection, columns: Sequence[str], rows: Sequence[tuple]) -> None:

@@ -125,8 +125,47 @@ def test_compare_page_overlays_two_runs(sample_store, monkeypatch):
     assert list(at.dataframe[0].value.columns) == [LING, "internlm_20b/logs"]
 
 
-@pytest.mark.parametrize("page", ("whatif", "alerts"))
-def test_pages_of_issues_still_to_land_say_what_they_will_show(sample_store, page, monkeypatch):
-    at = app_test(sample_store, page, LING, monkeypatch=monkeypatch)
+NANOCHAT = "dual_gpu_stable_success"
+
+
+def test_whatif_projects_the_run_as_measured_and_a_change(sample_store, monkeypatch):
+    at = app_test(sample_store, "whatif", NANOCHAT, monkeypatch=monkeypatch)
     assert not at.exception
-    assert "will show" in at.info[0].value or "lists each one" in at.info[0].value
+    terms = at.dataframe[0].value
+    assert "step time" in set(terms["term"])
+    rows = at.dataframe[1].value
+    assert list(rows["name"]) == ["baseline"] and rows["speedup"][0] == pytest.approx(1.0)
+    at.number_input[2].set_value(2).run()  # epochs: twice the compute, half the speed
+    rows = at.dataframe[1].value
+    assert list(rows["name"]) == ["baseline", "what if"]
+    assert rows["compute_hours"][1] == pytest.approx(2 * rows["compute_hours"][0])
+    assert rows["speedup"][1] == pytest.approx(0.5, rel=1e-3)
+
+
+def test_whatif_of_a_run_that_does_not_say_its_total_asks_for_it(sample_store, monkeypatch):
+    at = app_test(sample_store, "whatif", LING, monkeypatch=monkeypatch)
+    assert not at.exception
+    assert any("total steps" in info.value for info in at.info)
+    at.number_input[0].set_value(1_000_000).run()
+    assert not at.exception and at.dataframe[1].value["steps_per_epoch"][0] == 1_000_000
+
+
+def test_the_alerts_page_lists_the_runs_alerts_open_first(sample_store, tmp_path, monkeypatch):
+    import shutil
+
+    from monitor.models import Alert
+    from monitor.store import raise_alert, resolve_alert
+
+    store = str(tmp_path / "alerts.db")
+    shutil.copy(sample_store, store)
+    engine = open_store(store)
+    old = raise_alert(engine, Alert(run=LING, ts=1_716_100_000.0, kind="stalled", message="no step for 5 min"))
+    resolve_alert(engine, old.id, 1_716_100_600.0)
+    raise_alert(engine, Alert(run=LING, ts=1_716_000_000.0, kind="fault", severity="critical",
+                              message="<script>x</script> NCCL timeout"))
+    engine.dispose()
+    at = app_test(store, "alerts", LING, monkeypatch=monkeypatch)
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(table["cause"]) == ["fault", "stalled"] and list(table["status"]) == ["open", "resolved"]
+    assert table["message"].iloc[0] == "<script>x</script> NCCL timeout"  # text, as the log said it
