@@ -81,8 +81,7 @@ class Alerter:
         if run not in self.references:
             self.references[run] = self._reference(run)
         detectors = RunDetectors(self.config.alerts.rules, self.references[run])
-        for record in records:
-            detectors.add(record)
+        detectors.add_all(records)
         self.detectors[run] = detectors
         self.just_seeded.add(run)
 
