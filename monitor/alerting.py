@@ -36,6 +36,8 @@ class Alerter:
         self.engine, self.live, self.router, self.clock = engine, live, router, clock
         self.config = config or Config()
         self.detectors: dict[str, RunDetectors] = {}
+        self.references: dict[str, float | None] = {}
+        """Each run's comparable run's median tokens/s, looked up once."""
         self.just_seeded: set[str] = set()
         """Runs the live accounting has just read from the store, this batch included."""
         live.on_seed.append(self._seed)
@@ -76,9 +78,10 @@ class Alerter:
 
     def _seed(self, run: str, records: list[Record]) -> None:
         """The run's detectors, folded over its stored records (LiveRuns read them)."""
-        detectors = RunDetectors(self.config.alerts.rules, self._reference(run))
-        for record in records:
-            detectors.add(record)
+        if run not in self.references:
+            self.references[run] = self._reference(run)
+        detectors = RunDetectors(self.config.alerts.rules, self.references[run])
+        detectors.add_all(records)
         self.detectors[run] = detectors
         self.just_seeded.add(run)
 
@@ -111,22 +114,25 @@ class Alerter:
         committed raises no silence (stalled, fault) — this watcher may not yet have folded what
         another stored meanwhile; the tick raises it, after catching up — but may end one."""
         now = self.clock()
+        unresolved: dict[str, dict[str, Alert]] = {}
+        for alert in list_alerts(self.engine):  # one query for every run judged
+            unresolved.setdefault(alert.run, {})[alert.kind] = alert
+        history_s = self.config.alerts.rules.history_after_s
         for run in runs:
             ledger = self.live.ledgers.get(run)
             if ledger is None or run not in self.detectors or run in self.live.stale:
                 continue
+            history = now - self.live.last_ts.get(run, now) > history_s
+            if history and run not in unresolved:
+                continue  # a backlog's run: nothing to raise, nothing to resolve
             findings = {f.cause: f for f in self.detectors[run].findings(ledger, now)}
             if not on_commit and not SILENCE.isdisjoint(findings) and self._behind(run):
                 continue
-            if now - self.live.last_ts.get(run, now) > self.config.alerts.rules.history_after_s:
-                not_raised = frozenset(findings)
-            else:
-                not_raised = SILENCE if on_commit else frozenset()
-            self._sync(run, findings, self._policy(run), now, not_raised)
+            not_raised = frozenset(findings) if history else SILENCE if on_commit else frozenset()
+            self._sync(run, findings, unresolved.get(run, {}), self._policy(run), now, not_raised)
 
-    def _sync(self, run: str, findings: dict[str, Finding], policy: Policy, now: float,
-              not_raised: frozenset[str]) -> None:
-        unresolved = {alert.kind: alert for alert in list_alerts(self.engine, run)}
+    def _sync(self, run: str, findings: dict[str, Finding], unresolved: dict[str, Alert], policy: Policy,
+              now: float, not_raised: frozenset[str]) -> None:
         for cause, finding in findings.items():
             if cause in unresolved or cause in not_raised:
                 continue

@@ -112,13 +112,14 @@ class Outbox:
                       _ids(message))
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop after what is queued (or at once, when a send is stuck past `timeout`)."""
+        """Send what is queued, each once more at most (no backoff: the watcher is stopping),
+        waiting `timeout` seconds at most."""
+        self.stopping.set()
         try:
             self.queue.put(None, timeout=timeout)
         except queue.Full:
             pass
         self.thread.join(timeout)
-        self.stopping.set()
 
     def _pace(self) -> None:
         limit = self.channel.per_minute

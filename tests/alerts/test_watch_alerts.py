@@ -186,6 +186,7 @@ def test_a_run_that_stops_at_3am_pages_the_on_call_route_then_recovers(tmp_path)
         tries = [r.at for r in receiver.at("/fail/hook") if r.body["title"] == "[WARNING] night: stalled"]
         assert len(tries) == 3, tries
         assert tries[1] - tries[0] >= 0.9 and tries[2] - tries[1] >= 1.8
+        assert stalled.at < tries[-1]  # the on-call page did not wait for the dead channel's retries
         assert "gave up on alerts" in out
         for secret in (*secrets.values(), "tok3n", receiver.url):
             assert secret not in out  # no URL, token or key in the log
