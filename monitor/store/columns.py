@@ -60,7 +60,7 @@ def _json(value):
 
 def load_step_columns(engine: Engine, run: str, figures: tuple[str, ...] = FIGURE_COLUMNS) -> StepColumns:
     """The run's step rows as columns: ts, step, rank, attempt and `figures` (of FIGURE_COLUMNS;
-    fewer figures, less to read: a million rows cost about a second per ten columns)."""
+    the fewer, the less to read: the driver's rows are most of the cost)."""
     c = _STEPS.c
     with_extra = "loss" in figures
     head = [c.ts, c.step, c.rank, c.attempt] + ([c.extra] if with_extra else [])
