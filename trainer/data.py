@@ -274,6 +274,8 @@ class GlobalSampler:
         cursor, a new one starts at its beginning, and one no node reads now is listed in
         `skipped` with the positions of its order left untrained."""
         saved = state.get("slices")
+        if self.slices and not saved and len(self.slices) == 1 and "cursor" in state:
+            saved = {label: state["num_samples"] for label in self.slices}  # one slice, saved as a whole batch
         if not self.slices or not saved:
             if self.slices or saved or state["seed"] != self.seed or state["num_samples"] != self.num_samples:
                 raise ValueError(

@@ -179,6 +179,9 @@ def test_a_sliced_data_position_resumes_exactly_on_the_same_slices():
     other_batch = GlobalSampler(0, 3, DataGroups.of([("0", {"0": 50})], 0), batch="1")
     with pytest.raises(ValueError, match="another data order"):
         other_batch.load_state_dict(state)
+    one_slice = GlobalSampler(0, 3, DataGroups.of([("1", {"1": 37})], 0), batch="0")
+    one_slice.load_state_dict({"cursor": 8, "seed": 3, "num_samples": 37})  # saved before slices had cursors
+    assert one_slice.cursors == {"1": 8}
     with pytest.raises(ValueError, match="slice 1 held 37 packed samples, now 36"):
         GlobalSampler(0, 3, DataGroups.of([("1", {"1": 36})], 0), batch="0").load_state_dict(state)
 
