@@ -132,7 +132,8 @@ class Config:
         d = self.to_dict()
         d.pop("debug")
         d.pop("checkpoint")
-        d["train"] = {k: v for k, v in d["train"].items() if k not in ("out_dir", "events", "print_every", "log_dir", "collective_timeout_s")}
+        where_and_how = ("out_dir", "events", "print_every", "log_dir", "collective_timeout_s")
+        d["train"] = {k: v for k, v in d["train"].items() if k not in where_and_how}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     @property

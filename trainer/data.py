@@ -294,8 +294,8 @@ class GlobalSampler:
         self.started = [label for label in self.slices if label not in saved]
         for label in self.slices:
             self.cursors[label] = int(cursors[label]) if label in saved else 0
-        self.skipped = [{"slice": label, "from": int(cursors[label]), "to": count, "samples": count - int(cursors[label]),
-                         "why": f"no node of this launch reads slice {label}"}
+        self.skipped = [{"slice": label, "from": int(cursors[label]), "to": count,
+                         "samples": count - int(cursors[label]), "why": f"no node of this launch reads slice {label}"}
                         for label, count in saved.items() if label not in self.slices and cursors[label] < count]
 
     def remap(self) -> dict:

@@ -116,10 +116,12 @@ def test_ranks_reading_one_slice_form_a_group():
 
 @pytest.mark.parametrize("reads, problem", [
     ([("0", {"0": 50}), (None, 90)], "set on ranks 0 but not on ranks 1"),
-    ([("0", {"0": 50}), ("0", {"0": 50}), ("1", {"1": 37})], "every slice needs as many ranks; ranks per slice: 0: 2, 1: 1"),
+    ([("0", {"0": 50}), ("0", {"0": 50}), ("1", {"1": 37})],
+     "every slice needs as many ranks; ranks per slice: 0: 2, 1: 1"),
     ([("0", {"0": 50}), ("0", {"0": 49}), ("1", {"1": 37}), ("1", {"1": 37})],
      "slice 0 holds 50 packed samples on some ranks and 49"),
-    ([("0,1", {"0": 50, "1": 37}), ("1", {"1": 37})], "slice 1 is read by the nodes of data.slice=0,1 and of data.slice=1"),
+    ([("0,1", {"0": 50, "1": 37}), ("1", {"1": 37})],
+     "slice 1 is read by the nodes of data.slice=0,1 and of data.slice=1"),
 ])
 def test_a_slice_layout_the_ranks_cannot_share_is_a_config_error(reads, problem):
     with pytest.raises(ConfigError, match=problem):
