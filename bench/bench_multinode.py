@@ -138,7 +138,7 @@ def main(quick: bool) -> str:
     title = "## Many nodes' watchers into one PostgreSQL (bench/bench_multinode.py)"
     server = os.environ.get("TRAINLEDGER_BENCH_PG_URL") or os.environ.get("TRAINLEDGER_TEST_PG_URL")
     if not server:
-        return f"{title}\n\nSkipped: set $TRAINLEDGER_BENCH_PG_URL (or $TRAINLEDGER_TEST_PG_URL) to a PostgreSQL server."
+        return f"{title}\n\nSkipped: set $TRAINLEDGER_BENCH_PG_URL (or $TRAINLEDGER_TEST_PG_URL) to a PostgreSQL server"
     nodes, seconds = (16, 10.0) if quick else (64, 30.0)
     rows, held = [], 0.0
     for rate in (1.0,) if quick else (1.0, 2.0, 4.0, 8.0, 16.0):
@@ -156,7 +156,8 @@ def main(quick: bool) -> str:
     for r in rows:
         lines.append(f"| {r['rate']:g} | {r['nodes'] * r['rate']:.0f} | {r['per_s']:.0f} | {r['stored']}/{r['lines']} "
                      f"| {r['p50']:.2f} s | {r['p99']:.2f} s |")
-    verdict = f"held up to {held:g} step(s)/s per node, a headroom of {held:g}× over the target" if held else "not held"
+    verdict = (f"held up to {held:g} step(s)/s per node, a headroom of {held:g}× over the target" if held
+               else "not held")
     lines += ["", f"Target {nodes} nodes × 1 step/s with p99 ≤ {TARGET_P99_S:g} s: {verdict}"
               + (" (quick: 1 step/s only)." if quick else ".")]
     return "\n".join(lines)

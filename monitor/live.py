@@ -8,6 +8,12 @@ current state to the `live_states` table and logs every change of state.
 
 The intake calls its listeners (`Listeners`): this live accounting first, then what reads its
 ledgers (the alerts, monitor/alerting.py), each on every committed batch and every tick.
+
+Several watchers may follow one run: one per node of a multi-node job, each folding its own
+node's records. The run's one row then shows the freshest view — the watcher that has seen
+the newest record — so a node whose trainer died silently (its watcher still classifying
+its own records) does not turn back a `fault` that a survivor's record set; a watcher that
+stops updating the row for `peer_grace_s` leaves it to the others.
 """
 
 from __future__ import annotations
@@ -55,10 +61,12 @@ class LiveRuns:
     """Every run the watcher follows, classified live with `policy`."""
 
     def __init__(self, engine: Engine, policy: Policy | None = None, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, peer_grace_s: float = 30.0) -> None:
         self.engine = engine
         self.policy = policy or Policy()
         self.clock = clock
+        self.peer_grace_s = peer_grace_s
+        """How long a fresher view saved by another watcher of the run keeps ours out of the row."""
         self.ledgers: dict[str, LiveLedger] = {}
         self.last_ts: dict[str, float] = {}
         self.failures: dict[str, str] = {}
@@ -142,6 +150,10 @@ class LiveRuns:
         states = [state for run in sorted(runs) if (state := self._isolated(run, self.state, run, now)) is not None]
         if not states:
             return
+        stored = {s.run: s for s in list_live_states(self.engine)}
+        states = [state for state in states if not self._fresher_elsewhere(stored.get(state.run), state)]
+        if not states:
+            return
         with self.engine.begin() as conn:
             save_live_states(conn, states)
         for state in states:
@@ -149,6 +161,11 @@ class LiveRuns:
             if before is None or before.state != state.state:
                 self._isolated(state.run, self._log_change, before, state)
             self.saved[state.run] = state
+
+    def _fresher_elsewhere(self, saved: LiveState | None, mine: LiveState) -> bool:
+        """Another watcher of the run has seen a newer record than we have, and still keeps the row."""
+        return (saved is not None and saved.last_record_ts > mine.last_record_ts
+                and mine.updated - saved.updated < self.peer_grace_s)
 
     def state(self, run: str, now: float) -> LiveState | None:
         """The run's state at `now`, from its live fold (None before its first record)."""

@@ -273,6 +273,8 @@ class GlobalSampler:
         cursor, a new one starts at its beginning, and one no node reads now is listed in
         `skipped` with the positions of its order left untrained."""
         saved = state.get("slices")
+        if self.slices and not saved and len(self.slices) == 1 and "cursor" in state:
+            saved = {label: state["num_samples"] for label in self.slices}  # one slice, saved as a whole batch
         if not self.slices or not saved:
             if self.slices or saved or state["seed"] != self.seed or state["num_samples"] != self.num_samples:
                 raise ValueError(
@@ -291,8 +293,8 @@ class GlobalSampler:
         self.started = [label for label in self.slices if label not in saved]
         for label in self.slices:
             self.cursors[label] = int(cursors[label]) if label in saved else 0
-        self.skipped = [{"slice": label, "from": int(cursors[label]), "to": count, "samples": count - int(cursors[label]),
-                         "why": f"no node of this launch reads slice {label}"}
+        self.skipped = [{"slice": label, "from": int(cursors[label]), "to": count,
+                         "samples": count - int(cursors[label]), "why": f"no node of this launch reads slice {label}"}
                         for label, count in saved.items() if label not in self.slices and cursors[label] < count]
 
     def remap(self) -> dict:

@@ -4,8 +4,9 @@ Rank 0 of every node writes its node's records into the node's log folder (`trai
 by default the output folder): launch, step, eval, stop, finish and its own faults — global
 rank 0 as `events.jsonl`, the first rank r of another node as `events.rank{r}.jsonl`, so a
 watcher on every node sees the whole job and a fault on any node has a witness there. Any
-other rank opens `events.rank{r}.jsonl` only when it has something to say (a fault of its own). Each record is one `write` of one line followed by a flush, so
-a watcher tailing the file never sees half a record unless the process dies mid-write.
+other rank opens `events.rank{r}.jsonl` only when it has something to say (a fault of its own).
+Each record is one `write` of one line followed by a flush, so a watcher tailing the file never
+sees half a record unless the process dies mid-write.
 Serialisation is orjson (NaN and ±inf become null, which the schema allows).
 """
 

@@ -70,7 +70,8 @@ class Cluster:
             shutil.copytree(self.prepared / f"batch_{batch}" / f"slice_{k}", data / f"batch_{batch}" / f"slice_{k}")
         return data
 
-    def launch(self, per_node: dict[int, tuple[str, ...]], *overrides: str, attempt: str) -> dict[int, subprocess.Popen]:
+    def launch(self, per_node: dict[int, tuple[str, ...]], *overrides: str,
+               attempt: str) -> dict[int, subprocess.Popen]:
         """One training job over the nodes of `per_node` (node → its own overrides): a `torchrun
         --nnodes N --node-rank K --rdzv-backend c10d` each. The first node starts first, so its
         agent hosts the rendezvous store; its output goes to `node{k}/torchrun.{attempt}.log`."""

@@ -116,10 +116,12 @@ def test_ranks_reading_one_slice_form_a_group():
 
 @pytest.mark.parametrize("reads, problem", [
     ([("0", {"0": 50}), (None, 90)], "set on ranks 0 but not on ranks 1"),
-    ([("0", {"0": 50}), ("0", {"0": 50}), ("1", {"1": 37})], "every slice needs as many ranks; ranks per slice: 0: 2, 1: 1"),
+    ([("0", {"0": 50}), ("0", {"0": 50}), ("1", {"1": 37})],
+     "every slice needs as many ranks; ranks per slice: 0: 2, 1: 1"),
     ([("0", {"0": 50}), ("0", {"0": 49}), ("1", {"1": 37}), ("1", {"1": 37})],
      "slice 0 holds 50 packed samples on some ranks and 49"),
-    ([("0,1", {"0": 50, "1": 37}), ("1", {"1": 37})], "slice 1 is read by the nodes of data.slice=0,1 and of data.slice=1"),
+    ([("0,1", {"0": 50, "1": 37}), ("1", {"1": 37})],
+     "slice 1 is read by the nodes of data.slice=0,1 and of data.slice=1"),
 ])
 def test_a_slice_layout_the_ranks_cannot_share_is_a_config_error(reads, problem):
     with pytest.raises(ConfigError, match=problem):
@@ -179,6 +181,9 @@ def test_a_sliced_data_position_resumes_exactly_on_the_same_slices():
     other_batch = GlobalSampler(0, 3, DataGroups.of([("0", {"0": 50})], 0), batch="1")
     with pytest.raises(ValueError, match="another data order"):
         other_batch.load_state_dict(state)
+    one_slice = GlobalSampler(0, 3, DataGroups.of([("1", {"1": 37})], 0), batch="0")
+    one_slice.load_state_dict({"cursor": 8, "seed": 3, "num_samples": 37})  # saved before slices had cursors
+    assert one_slice.cursors == {"1": 8}
     with pytest.raises(ValueError, match="slice 1 held 37 packed samples, now 36"):
         GlobalSampler(0, 3, DataGroups.of([("1", {"1": 36})], 0), batch="0").load_state_dict(state)
 
