@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainer.config import ConfigError, DataConfig, parse_batches, read_meta
+from trainer.config import ConfigError, DataConfig, parse_batches
+from trainer.prepared import read_meta
 
 IGNORE = -100  # target ignored by the loss (a document boundary inside a packed row)
 

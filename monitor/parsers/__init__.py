@@ -99,7 +99,8 @@ def sniff(head_lines: list[str]) -> type[Parser] | None:
 
 
 def parse_lines(parser: Parser, lines: Iterable[str]) -> tuple[list[Record], list[tuple[int, str]]]:
-    """Feed every line, then flush: the records, and (line number, error) for each bad line."""
+    """Read every line, then drain (feed and flush, with the check every record passes): the
+    records, and (line number, error) for each bad line."""
     records: list[Record] = []
     bad: list[tuple[int, str]] = []
     for lineno, line in enumerate(lines, 1):
