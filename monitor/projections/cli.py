@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from monitor.escape import printable
-from monitor.policy_options import holiday_option, load_policy, timezone_option, work_hours_option
+from monitor.policy_options import config_option, holiday_option, load_policy, timezone_option, work_hours_option
 from monitor.projections.loading import LoadedRun, load_run
 
 DB_HELP = "store: a SQLite file path or a postgresql+psycopg:// URL (default: $TRAINLEDGER_DB, else ~/.local/share/trainledger/trainledger.db)"
@@ -81,6 +81,7 @@ def eta(
     timezone: Optional[str] = timezone_option(),
     work_hours: Optional[str] = work_hours_option(),
     holiday: List[str] = holiday_option(),
+    config_file: Optional[str] = config_option(),
 ) -> None:
     """When will the run finish: remaining steps at the measured step time, plus the downtime its
     own history predicts, as P10 / P50 / P90 finish times; each term explained."""
@@ -90,7 +91,8 @@ def eta(
     _check_format(fmt, ("table", "json"))
     if total_steps is not None and total_tokens is not None:
         _fail("give --total-steps or --total-tokens, not both")
-    loaded = _load(db, run, timezone, work_hours, tuple(holiday), live, figures=PROJECTION_FIGURES)
+    loaded = _load(db, run, timezone, work_hours, tuple(holiday), live, figures=PROJECTION_FIGURES,
+                   config_file=config_file)
     try:
         result = estimate_eta(loaded.series, loaded.ledger, total_steps=total_steps, total_tokens=total_tokens,
                               now=wall_clock() if live else None, simulations=simulations, seed=seed)
@@ -144,6 +146,7 @@ def whatif(
     scenario: List[str] = typer.Option([], "--scenario", help="A further row, 'NAME: key=value, …' with keys "
                                        "sample_frac, samples, epochs, seq_len, micro_bsz, nodes, gpus_per_node, step_time_s; repeatable."),
     fmt: str = typer.Option("table", "--format", "-f", help=FORMAT_HELP),
+    config_file: Optional[str] = config_option(),
 ) -> None:
     """The guide's table: steps per epoch, hours per epoch, total hours and speed-up of each change,
     from the run as measured (or given figures), with the assumptions stated."""
@@ -160,7 +163,7 @@ def whatif(
                                   scaling_efficiency=scaling_efficiency,
                                   **{k: v for k, v in base_shape.items() if v is not None})
         else:
-            loaded = _load(db, run, figures=PROJECTION_FIGURES)
+            loaded = _load(db, run, figures=PROJECTION_FIGURES, config_file=config_file)
             base = baseline_from_run(loaded.series, loaded.ledger, total_steps=total_steps,
                                      steps_per_epoch=steps_per_epoch, epochs=base_epochs, samples=dataset_samples,
                                      micro_bsz=base_micro_bsz, num_layers=num_layers, hidden_size=hidden_size,
@@ -206,15 +209,15 @@ def _ingest(db: Optional[str], paths: List[str]) -> None:
         _fail(str(exc), 1)
 
 
-def _summaries(db: Optional[str], run: str, other: Optional[str], timezone, work_hours, holiday):
+def _summaries(db: Optional[str], run: str, other: Optional[str], timezone, work_hours, holiday, config_file):
     from monitor.projections.compare import compare_runs
     from monitor.projections.summary import summarize
 
-    this = _load(db, run, timezone, work_hours, tuple(holiday))
+    this = _load(db, run, timezone, work_hours, tuple(holiday), config_file=config_file)
     summary = summarize(this.series, this.ledger)
     if other is None:
         return this, summary, None, None
-    that = _load(db, other, timezone, work_hours, tuple(holiday), engine=this.engine)
+    that = _load(db, other, timezone, work_hours, tuple(holiday), engine=this.engine, config_file=config_file)
     other_summary = summarize(that.series, that.ledger)
     return this, summary, other_summary, compare_runs(summary, other_summary)
 
@@ -231,6 +234,7 @@ def report(
     timezone: Optional[str] = timezone_option(),
     work_hours: Optional[str] = work_hours_option(),
     holiday: List[str] = holiday_option(),
+    config_file: Optional[str] = config_option(),
 ) -> None:
     """Write the run report (report.md, and report.html: self-contained, plots inline, opens offline)."""
     if ingest:
@@ -240,7 +244,7 @@ def report(
     from monitor.report.render import to_html, to_markdown
     from monitor.store import list_alerts
 
-    this, summary, other, rows = _summaries(db, run, compare, timezone, work_hours, holiday)
+    this, summary, other, rows = _summaries(db, run, compare, timezone, work_hours, holiday, config_file)
     try:
         projection = estimate_eta(this.series, this.ledger, total_steps=total_steps)
     except EtaError:
@@ -264,10 +268,11 @@ def compare(
     timezone: Optional[str] = timezone_option(),
     work_hours: Optional[str] = work_hours_option(),
     holiday: List[str] = holiday_option(),
+    config_file: Optional[str] = config_option(),
 ) -> None:
     """Every figure of two runs side by side; changes for the worse past 10 % called out."""
     _check_format(fmt, ("table", "json"))
-    _, summary, other_summary, rows = _summaries(db, run, other, timezone, work_hours, holiday)
+    _, summary, other_summary, rows = _summaries(db, run, other, timezone, work_hours, holiday, config_file)
     if fmt == "json":
         _json({"run": run, "other": other, "rows": [r.to_dict() for r in rows]})
         return
