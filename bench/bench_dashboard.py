@@ -219,7 +219,7 @@ def main(quick: bool = False) -> str:
         f"(10,000 steps redone after a resume), a checkpoint every 10,000 steps and one loss spike, written "
         f"into a SQLite store in {build:.0f} s. Browser: Debian's chromium via playwright, the dashboard served "
         "by `streamlit` as a process; a page's time runs from `goto` to the app idle with every chart laid out. "
-        f"Load average when it started: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (other work shares them).",
+        f"Load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (other work shares them).",
         "",
         "| measure | value | target |",
         "| -- | -- | -- |",
