@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -38,13 +39,11 @@ def dashboard(
     from dashboard.policy import ENV_VAR as POLICY_ENV, policy_options_env
     from monitor.store import StoreError, mask_url, open_store, resolve_url
 
-    try:
-        import plotly  # noqa: F401
-        import streamlit  # noqa: F401
-    except ImportError as exc:
-        typer.echo(f"error: the dashboard needs the `dashboard` extra ({exc.name} is missing): "
+    missing = [name for name in ("streamlit", "plotly", "pandas") if importlib.util.find_spec(name) is None]
+    if missing:
+        typer.echo(f"error: the dashboard needs the `dashboard` extra ({', '.join(missing)} missing): "
                    "pip install 'trainledger[dashboard]'", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(2)
     try:
         policy = policy_options_env(timezone=timezone, work_hours=work_hours, holidays=holiday,
                                     maintenance=maintenance, stall_after=stall_after, fault_after=fault_after)

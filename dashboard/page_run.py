@@ -10,7 +10,7 @@ import streamlit as st
 from sqlalchemy.engine import Engine
 
 from dashboard import charts
-from dashboard.data import RunView, ago_text
+from dashboard.data import RunView, ago_text, runs
 from dashboard.series import ema, m4
 from monitor.store import list_alerts, load_records
 from monitor.store.read import (STEP_FIGURES, StepSeries, Window, latest_steps, raw_series, step_series,
@@ -201,8 +201,9 @@ def page(db: Engine, view: RunView, zone: str) -> None:
 
     @st.fragment(run_every=REFRESH_S if view.live else None)
     def live_part() -> None:
-        _header(db, view)
-        charts_of(db, view, options, zone)
+        now = next((v for v in runs(db) if v.name == view.name), view)  # the state as the watcher has it now
+        _header(db, now)
+        charts_of(db, now, options, zone)
 
     live_part()
 

@@ -64,7 +64,8 @@ def test_run_page_draws_every_extreme_of_the_loss_and_its_smoothing(sample_store
     assert (max(drawn), min(drawn)) == (loss.max(), loss.min())
     smoothed = _trace(charts["loss"], "loss, smoothed (EMA 0.6)")["y"]
     assert smoothed[0] == loss[0]  # debiased: the start is not pulled towards zero
-    assert all(np.isclose(_tensorboard_ema(loss, 0.6), y, rtol=1e-9).any() for y in smoothed)  # of every step, not buckets
+    every_step = _tensorboard_ema(loss, 0.6)
+    assert all(np.isclose(every_step, y, rtol=1e-9).any() for y in smoothed)  # of every step, not of buckets
     series = step_series(engine, LING, ["loss"])
     assert len(charts["loss"]["layout"]["shapes"]) >= len(series.redone) > 0  # redone stretches shaded
     starts = _trace(charts["loss"], "attempt start")
