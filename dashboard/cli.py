@@ -10,8 +10,8 @@ from typing import List, Optional
 
 import typer
 
-from monitor.policy_options import (fault_after_option, holiday_option, maintenance_option, stall_after_option,
-                                    timezone_option, work_hours_option)
+from monitor.policy_options import (config_option, fault_after_option, holiday_option, maintenance_option,
+                                    stall_after_option, timezone_option, work_hours_option)
 
 APP = Path(__file__).resolve().parent / "app.py"
 
@@ -29,14 +29,16 @@ def dashboard(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to serve on (loopback unless you say otherwise)."),
     port: int = typer.Option(8501, "--port", help="Port to serve on."),
     timezone: Optional[str] = timezone_option(),
-    work_hours: str = work_hours_option(),
+    work_hours: Optional[str] = work_hours_option(),
     holiday: List[str] = holiday_option(),
     maintenance: List[str] = maintenance_option(),
-    stall_after: float = stall_after_option(),
-    fault_after: float = fault_after_option(),
+    stall_after: Optional[float] = stall_after_option(),
+    fault_after: Optional[float] = fault_after_option(),
+    config_file: Optional[str] = config_option(),
 ) -> None:
     """Serve the dashboard (Streamlit): runs, loss and throughput, the downtime pie, live."""
     from dashboard.policy import ENV_VAR as POLICY_ENV, policy_options_env
+    from monitor.config import ConfigError, load_config
     from monitor.store import StoreError, mask_url, open_store, resolve_url
 
     missing = [name for name in ("streamlit", "plotly", "pandas") if importlib.util.find_spec(name) is None]
@@ -45,11 +47,16 @@ def dashboard(
                    "pip install 'trainledger[dashboard]'", err=True)
         raise typer.Exit(2)
     try:
-        policy = policy_options_env(timezone=timezone, work_hours=work_hours, holidays=holiday,
+        config = load_config(config_file)
+        policy = policy_options_env(config=str(config.path) if config.path else None, timezone=timezone,
+                                    work_hours=work_hours, holidays=holiday,
                                     maintenance=maintenance, stall_after=stall_after, fault_after=fault_after)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    url = resolve_url(db)
+    url = resolve_url(db or config.store_url())
     try:
         open_store(url, read_only=True).dispose()
     except StoreError as exc:

@@ -170,3 +170,16 @@ def test_the_alerts_page_lists_the_runs_alerts_open_first(sample_store, tmp_path
     table = at.dataframe[0].value
     assert list(table["cause"]) == ["fault", "stalled"] and list(table["status"]) == ["open", "resolved"]
     assert table["message"].iloc[0] == "<script>x</script> NCCL timeout"  # text, as the log said it
+
+
+def test_the_dashboard_classifies_with_the_configuration_files_policy(sample_store, tmp_path, monkeypatch):
+    """The policy `trainledger ledger --config` uses, handed over by `trainledger dashboard --config`."""
+    from dashboard.policy import ENV_VAR, policy_options_env
+
+    config = tmp_path / "trainledger.toml"
+    config.write_text('[policy]\nwork_hours = "08:15-20:45"\nholidays = ["2024-06-10"]\n')
+    monkeypatch.setenv(ENV_VAR, policy_options_env(config=str(config)))
+    at = app_test(sample_store, "downtime", LING, monkeypatch=monkeypatch)
+    assert not at.exception
+    policy = next(caption.value for caption in at.caption if caption.value.startswith("Policy in use"))
+    assert "08:15–20:45" in policy and "2024-06-10" in policy
