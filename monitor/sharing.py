@@ -2,8 +2,8 @@
 
 One commit per file (and one per batch of it) made a folder of 5,000 small logs cost minutes;
 the files synced in one pass share a transaction instead, committed once it holds about
-`batch_bytes` of lines (so a large file still commits every batch) and at the end of the
-pass. Every source row written in it is remembered as it was, so that a failed commit (a
+`batch_bytes` of lines (so a large file still commits every batch) or 500 batches, and at
+the end of the pass. Every source row written in it is remembered as it was, so that a failed commit (a
 store gone away, a deadlock between writers) puts each back and the next pass redoes it.
 
 A mixin of `Intake` (monitor/intake.py).
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from monitor.intake import Tail
 
 log = logging.getLogger("trainledger.intake")
+BATCHES_PER_COMMIT = 500
+"""…or once it holds this many batches: a catch-up of thousands of small files shows as it goes."""
 CONTENT_LOST = (SourceStatus.TRUNCATED, SourceStatus.REPLACED)
 _RETRIED_SQLSTATES = frozenset({"40P01", "40001"})
 """PostgreSQL's deadlock and serialization failures: another writer's transaction crossed ours."""
@@ -38,6 +40,7 @@ class _Shared:
     def __init__(self) -> None:
         self.conn: Connection | None = None
         self.bytes = 0
+        self.batches = 0
         self.saved: dict[int, tuple[dict[str, Any], dict[str, Any] | None]] = {}
         """id(row) → (the row, as it was before this transaction wrote it; None: made in it)."""
         self.committed: list[list[Record]] = []
@@ -95,7 +98,8 @@ class SharedTransactions:
         if records and self.live is not None:
             shared.committed.append(records)
         shared.bytes += consumed
-        if shared.bytes >= self.batch_bytes:
+        shared.batches += 1
+        if shared.bytes >= self.batch_bytes or shared.batches >= BATCHES_PER_COMMIT:
             self._commit_shared()
 
     def _commit_shared(self) -> None:
@@ -138,10 +142,11 @@ class SharedTransactions:
         shared.__init__()
 
     def _after_commit(self, batches: list[list[Record]]) -> None:
-        if self.live is not None:
-            for records in batches:
-                if records:
-                    self._classify(records)
+        """The committed records to the live accounting, all at once (per batch, thousands of
+        small files would refold and record their runs thousands of times)."""
+        records = [record for batch in batches for record in batch]
+        if self.live is not None and records:
+            self._classify(records)
 
     def _reread(self, tail: Tail) -> bool:
         """The tail's row as the store has it now (another writer may have moved it on);
