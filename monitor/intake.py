@@ -170,6 +170,9 @@ class Intake(NewFiles, Rotation, SharedTransactions, Descriptors):
     def close(self) -> None:
         for tail in list(self._tails.values()):
             self._close(tail)
+        if self._reader is not None:
+            self._reader.dispose()
+            self._reader = None
 
     def _sync_all(self, paths: list[str], final: bool = False) -> None:
         """Sync these paths in shared transactions (thousands of small files: not one commit
@@ -237,11 +240,12 @@ class Intake(NewFiles, Rotation, SharedTransactions, Descriptors):
         if opened is None:
             return None
         fd, st = opened
-        with self._store() as conn:
+        with self._lookup() as conn:
             row = followed_row(conn, self.host, st.st_dev, st.st_ino)
-            if row is not None and row["status"] == SourceStatus.UNREADABLE:
+        if row is not None and row["status"] == SourceStatus.UNREADABLE:
+            with self._store() as conn:
                 forget_unreadable(conn, self.host, st.st_dev, st.st_ino)
-                row = None
+            row = None
         if row is not None:
             if self._unchanged(fd, row):
                 return self._track(row, path, fd)

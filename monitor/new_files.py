@@ -61,8 +61,12 @@ class NewFiles:
         self._waiting.pop(key, None)
         with self._store() as conn:
             values["id"] = add_source(conn, **values)
-            if values["id"] is None:  # another writer made this file's row first: go on from it
-                return followed_row(conn, self.host, st.st_dev, st.st_ino)
+            winner = followed_row(conn, self.host, st.st_dev, st.st_ino) if values["id"] is None else None
+        if values["id"] is None:  # another writer made this file's row first: go on from it, and
+            if self._shared is not None:  # commit at once, so as not to hold that writer up
+                self._commit_shared()
+            return winner
+        with self._store() as conn:
             values["version"] = 0
             if not values["attempt_prefix"]:
                 values["attempt_prefix"] = f"{os.path.basename(path)}:{values['id']}"
@@ -77,7 +81,7 @@ class NewFiles:
         its format, where the format says so (`Parser.carried_over`); else nothing."""
         if parser.carried_over.__func__ is Parser.carried_over.__func__:
             return {}  # the format never carries over: no need to look
-        with self._store() as conn:
+        with self._lookup() as conn:
             last = last_parser_state(conn, self.host, parser.name, run)
         state = parser.carried_over(last[0]) if last is not None else None
         return {} if state is None else {"parser_state": state, "attempt_prefix": last[1]}

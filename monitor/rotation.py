@@ -37,7 +37,7 @@ class Rotation:
             return heads[length]
 
         folder = os.path.dirname(path)
-        with self._store() as conn:  # copy-truncate leaves its copy beside the original
+        with self._lookup() as conn:  # copy-truncate leaves its copy beside the original
             rows = copy_candidates(conn, self.host, st.st_dev, st.st_ino, folder, min(st.st_size, HEAD_BYTES), head_of)
         for row in rows:
             if st.st_size < row["offset"]:

@@ -16,11 +16,12 @@ import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from monitor.models import SourceStatus
 from monitor.records import Record
+from monitor.store import open_store
 from monitor.store.sources import source_row
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ class SharedTransactions:
     def __init__(self) -> None:
         self._shared: _Shared | None = None
         self._shared_number = 0
+        self._reader: Engine | None = None
         """Counts the shared transactions: a tail read from the store in an earlier one is re-read."""
 
     @contextmanager
@@ -83,6 +85,23 @@ class SharedTransactions:
             shared.conn = self.engine.connect()
             shared.conn.begin()
         yield shared.conn
+
+    @contextmanager
+    def _lookup(self) -> Iterator[Connection]:
+        """A connection for reading. On SQLite, until the shared transaction has begun, one of
+        a read-only engine: a transaction there takes the store's one write lock at once, and
+        a writer that finds a file already read by another must not stall that one to find it
+        out. A read that is stale by the time of a write is safe: the write is a swap on the
+        row's version, or an insert that the unique index settles."""
+        shared = self._shared
+        if self.engine.dialect.name != "sqlite" or shared is None or shared.conn is not None:
+            with self._store() as conn:
+                yield conn
+            return
+        if self._reader is None:
+            self._reader = open_store(self.engine.url.render_as_string(hide_password=False), read_only=True)
+        with self._reader.connect() as conn:
+            yield conn
 
     def _save(self, row: dict[str, Any], *, made: bool = False) -> None:
         """Remember the row as it is before this transaction writes it (`made`: it creates it)."""
