@@ -1,5 +1,6 @@
 """How a file the intake meets for the first time becomes a source: its format sniffed (or
-refused), its run named, a copy-truncate copy recognised, a document's state carried over.
+refused, or recognised later), its run named, a copy-truncate copy recognised, a document's
+state carried over.
 
 A mixin of `Intake` (monitor/intake.py), like `Rotation` (monitor/rotation.py).
 """
@@ -9,13 +10,16 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from monitor.escape import example
 from monitor.models import SourceStatus
 from monitor.parsers import Parser, registry, sniff
 from monitor.sources import head_lines, run_name
 from monitor.store.sources import add_source, followed_row, last_parser_state, new_source_row, update_source
+
+if TYPE_CHECKING:
+    from monitor.intake import Tail
 
 log = logging.getLogger("trainledger.intake")
 COPY_WAIT_S = 30.0
@@ -92,3 +96,23 @@ class NewFiles:
         return dict(status=SourceStatus.UNKNOWN_FORMAT, bad_lines=len(lines), first_bad_line=1,
                     first_bad_reason=f"unknown log format (known: {known}; choose one with --format)",
                     first_bad_example=example(first))
+
+    def _resniff(self, tail: Tail, final: bool) -> None:
+        lines, complete = head_lines(tail.fd)
+        parser = sniff(lines)
+        if parser is None:
+            return
+        values = dict(parser=parser.name, status=SourceStatus.ACTIVE, bad_lines=0, first_bad_line=None,
+                      first_bad_reason=None, first_bad_example=None, updated=time.time(),
+                      **self._carried_over(parser, tail.row["run"]))
+        self._save(tail.row)
+        with self._store() as conn:
+            version = update_source(conn, tail.row["id"], expected_version=tail.row["version"], **values)
+        if version is None:
+            if self._reread(tail):
+                self._advance(tail, final)
+            return
+        log.info("%s: recognised as %s after all", tail.path, parser.name)
+        tail.row.update(values, version=version)
+        tail.parser = self._parser(tail.row)
+        self._advance(tail, final)

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from monitor.models import SourceStatus
 from monitor.records import Record
@@ -166,6 +166,16 @@ class SharedTransactions:
         records = [record for batch in batches for record in batch]
         if self.live is not None and records:
             self._classify(records)
+
+    def _classify(self, records: list) -> None:
+        """Hand the committed batch to the live accounting; its failure never undoes the intake."""
+        try:
+            self.live.committed(records)
+        except SQLAlchemyError as exc:
+            log.error("live state not recorded (will retry): %s",
+                      str(getattr(exc, "orig", None) or exc).splitlines()[0])
+        except Exception:  # noqa: BLE001 — an accounting bug must not stop the intake
+            log.exception("live state not recorded")
 
     def _reread(self, tail: Tail) -> bool:
         """The tail's row as the store has it now (another writer may have moved it on);
