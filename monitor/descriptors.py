@@ -104,6 +104,15 @@ class Descriptors:
     def _opened(self, tail: Tail) -> None:
         self._open_count += 1
 
+    def _close(self, tail: Tail) -> None:
+        if self._lingering.get(tail.key) is tail:
+            del self._lingering[tail.key]
+        if self._tails.get(tail.key) is tail:
+            del self._tails[tail.key]
+        if self._by_path.get(tail.path) is tail:
+            del self._by_path[tail.path]
+        self._release(tail)
+
     def _release(self, tail: Tail) -> None:
         """Close the tail's descriptor; the tail (and its row) stays followed."""
         if tail.fd is None:

@@ -2,8 +2,11 @@
 
 Each followed file has a row in `source_files` holding its identity, the byte offset read
 so far and its parser's state. A batch of whole lines is parsed and its records inserted
-in ONE transaction with the new offset and state, so a process killed at any moment
-resumes exactly where the last commit left it: nothing lost, nothing doubled.
+in ONE transaction with the new offset and state, only if the row is still at the version
+read (a compare-and-swap, monitor/store/sources.py), so a process killed at any moment
+resumes exactly where the last commit left it, and any number of writers share files:
+nothing lost, nothing doubled. Files synced together share transactions
+(monitor/sharing.py); a bounded number are held open (monitor/descriptors.py).
 
 A file met for the first time becomes a source in monitor/new_files.py. Files change under
 us in three ways, all recognised by identity (see monitor/sources.py) and handled in
@@ -38,11 +41,11 @@ from monitor.escape import example
 from monitor.live import Listener
 from monitor.models import SourceStatus
 from monitor.new_files import NewFiles
-from monitor.parsers import BadLine, Parser, by_name, sniff
+from monitor.parsers import BadLine, Parser, by_name
 from monitor.rotation import Rotation
 from monitor.sharing import SharedTransactions
 from monitor.sources import (HEAD_BYTES, MAX_LINE_BYTES, RESCAN, Batch, ChangeFeed, Targets, TooLong, digest,
-                             file_clock, head_hash, head_lines, read_batch, tail_hash)
+                             file_clock, head_hash, read_batch, tail_hash)
 from monitor.store import insert_records, this_host
 from monitor.store.sources import followed_offsets, followed_row, forget_unreadable, update_source
 
@@ -171,6 +174,9 @@ class Intake(NewFiles, Rotation, SharedTransactions, Descriptors):
     def close(self) -> None:
         for tail in list(self._tails.values()):
             self._close(tail)
+        if self._reader is not None:
+            self._reader.dispose()
+            self._reader = None
 
     def _sync_all(self, paths: list[str], final: bool = False) -> None:
         """Sync these paths in shared transactions (thousands of small files: not one commit
@@ -238,11 +244,12 @@ class Intake(NewFiles, Rotation, SharedTransactions, Descriptors):
         if opened is None:
             return None
         fd, st = opened
-        with self._store() as conn:
+        with self._lookup() as conn:
             row = followed_row(conn, self.host, st.st_dev, st.st_ino)
-            if row is not None and row["status"] == SourceStatus.UNREADABLE:
+        if row is not None and row["status"] == SourceStatus.UNREADABLE:
+            with self._store() as conn:
                 forget_unreadable(conn, self.host, st.st_dev, st.st_ino)
-                row = None
+            row = None
         if row is not None:
             if self._unchanged(fd, row):
                 return self._track(row, path, fd)
@@ -337,26 +344,6 @@ class Intake(NewFiles, Rotation, SharedTransactions, Descriptors):
                 if not tail.flushed and now - tail.last_growth >= self.idle_flush_s:
                     self._flush(tail)
 
-    def _resniff(self, tail: Tail, final: bool) -> None:
-        lines, complete = head_lines(tail.fd)
-        parser = sniff(lines)
-        if parser is None:
-            return
-        values = dict(parser=parser.name, status=SourceStatus.ACTIVE, bad_lines=0, first_bad_line=None,
-                      first_bad_reason=None, first_bad_example=None, updated=time.time(),
-                      **self._carried_over(parser, tail.row["run"]))
-        self._save(tail.row)
-        with self._store() as conn:
-            version = update_source(conn, tail.row["id"], expected_version=tail.row["version"], **values)
-        if version is None:
-            if self._reread(tail):
-                self._advance(tail, final)
-            return
-        log.info("%s: recognised as %s after all", tail.path, parser.name)
-        tail.row.update(values, version=version)
-        tail.parser = self._parser(tail.row)
-        self._advance(tail, final)
-
     def _commit(self, tail: Tail, batch: Batch | None) -> bool:
         """Parse the batch's lines (None: flush the parser) and store their records with the new
         offset, in one transaction; False when another writer had moved the file's row on
@@ -425,22 +412,3 @@ class Intake(NewFiles, Rotation, SharedTransactions, Descriptors):
         tail.current_in = self._shared_number
         self._stored(consumed, records)
         return True
-
-    def _classify(self, records: list) -> None:
-        """Hand the committed batch to the live accounting; its failure never undoes the intake."""
-        try:
-            self.live.committed(records)
-        except SQLAlchemyError as exc:
-            log.error("live state not recorded (will retry): %s",
-                      str(getattr(exc, "orig", None) or exc).splitlines()[0])
-        except Exception:  # noqa: BLE001 — an accounting bug must not stop the intake
-            log.exception("live state not recorded")
-
-    def _close(self, tail: Tail) -> None:
-        if self._lingering.get(tail.key) is tail:
-            del self._lingering[tail.key]
-        if self._tails.get(tail.key) is tail:
-            del self._tails[tail.key]
-        if self._by_path.get(tail.path) is tail:
-            del self._by_path[tail.path]
-        self._release(tail)

@@ -1,5 +1,6 @@
 """How a file the intake meets for the first time becomes a source: its format sniffed (or
-refused), its run named, a copy-truncate copy recognised, a document's state carried over.
+refused, or recognised later), its run named, a copy-truncate copy recognised, a document's
+state carried over.
 
 A mixin of `Intake` (monitor/intake.py), like `Rotation` (monitor/rotation.py).
 """
@@ -9,13 +10,16 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from monitor.escape import example
 from monitor.models import SourceStatus
 from monitor.parsers import Parser, registry, sniff
 from monitor.sources import head_lines, run_name
 from monitor.store.sources import add_source, followed_row, last_parser_state, new_source_row, update_source
+
+if TYPE_CHECKING:
+    from monitor.intake import Tail
 
 log = logging.getLogger("trainledger.intake")
 COPY_WAIT_S = 30.0
@@ -61,8 +65,12 @@ class NewFiles:
         self._waiting.pop(key, None)
         with self._store() as conn:
             values["id"] = add_source(conn, **values)
-            if values["id"] is None:  # another writer made this file's row first: go on from it
-                return followed_row(conn, self.host, st.st_dev, st.st_ino)
+            winner = followed_row(conn, self.host, st.st_dev, st.st_ino) if values["id"] is None else None
+        if values["id"] is None:  # another writer made this file's row first: go on from it, and
+            if self._shared is not None:  # commit at once, so as not to hold that writer up
+                self._commit_shared()
+            return winner
+        with self._store() as conn:
             values["version"] = 0
             if not values["attempt_prefix"]:
                 values["attempt_prefix"] = f"{os.path.basename(path)}:{values['id']}"
@@ -77,7 +85,7 @@ class NewFiles:
         its format, where the format says so (`Parser.carried_over`); else nothing."""
         if parser.carried_over.__func__ is Parser.carried_over.__func__:
             return {}  # the format never carries over: no need to look
-        with self._store() as conn:
+        with self._lookup() as conn:
             last = last_parser_state(conn, self.host, parser.name, run)
         state = parser.carried_over(last[0]) if last is not None else None
         return {} if state is None else {"parser_state": state, "attempt_prefix": last[1]}
@@ -88,3 +96,23 @@ class NewFiles:
         return dict(status=SourceStatus.UNKNOWN_FORMAT, bad_lines=len(lines), first_bad_line=1,
                     first_bad_reason=f"unknown log format (known: {known}; choose one with --format)",
                     first_bad_example=example(first))
+
+    def _resniff(self, tail: Tail, final: bool) -> None:
+        lines, complete = head_lines(tail.fd)
+        parser = sniff(lines)
+        if parser is None:
+            return
+        values = dict(parser=parser.name, status=SourceStatus.ACTIVE, bad_lines=0, first_bad_line=None,
+                      first_bad_reason=None, first_bad_example=None, updated=time.time(),
+                      **self._carried_over(parser, tail.row["run"]))
+        self._save(tail.row)
+        with self._store() as conn:
+            version = update_source(conn, tail.row["id"], expected_version=tail.row["version"], **values)
+        if version is None:
+            if self._reread(tail):
+                self._advance(tail, final)
+            return
+        log.info("%s: recognised as %s after all", tail.path, parser.name)
+        tail.row.update(values, version=version)
+        tail.parser = self._parser(tail.row)
+        self._advance(tail, final)

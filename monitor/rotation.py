@@ -29,26 +29,27 @@ class Rotation:
     def _copied_from(self, path: str, fd: int, st: os.stat_result, patience: bool) -> dict[str, Any] | str | None:
         """The row of the file this one is a copy of (same head, same bytes before its offset),
         "wait" while it may still be being copied, or None for a genuinely new file."""
-        head_len = min(st.st_size, HEAD_BYTES)
-        heads: dict[int, str] = {head_len: head_hash(fd, head_len)}
-        with self._store() as conn:  # copy-truncate leaves its copy beside the original
-            rows = copy_candidates(conn, self.host, st.st_dev, st.st_ino, os.path.dirname(path), head_len,
-                                   heads[head_len])
+        heads: dict[int, str] = {}
+
+        def head_of(length: int) -> str:
+            if length not in heads:
+                heads[length] = head_hash(fd, length)
+            return heads[length]
+
+        folder = os.path.dirname(path)
+        with self._lookup() as conn:  # copy-truncate leaves its copy beside the original
+            rows = copy_candidates(conn, self.host, st.st_dev, st.st_ino, folder, min(st.st_size, HEAD_BYTES), head_of)
         for row in rows:
-            if st.st_size < row["head_len"]:  # too short to tell by hash: compare with the original
-                original = self._tails.get((row["device"], row["inode"]))
-                if (patience and original is not None and original.fd is not None and st.st_size > 0
-                        and os.pread(original.fd, st.st_size, 0) == os.pread(fd, st.st_size, 0)):
-                    return "wait"
-                continue
-            if row["head_len"] not in heads:
-                heads[row["head_len"]] = head_hash(fd, row["head_len"])
-            if heads[row["head_len"]] != row["head_hash"]:
-                continue
             if st.st_size < row["offset"]:
                 return "wait" if patience else None
             if tail_hash(fd, row["offset"]) == row["tail_hash"]:
-                return dict(row)
+                return row
+        if patience and st.st_size > 0:  # shorter than an original's head: still being copied?
+            for original in list(self._tails.values()):
+                if (original.fd is not None and original.row["head_len"] > st.st_size
+                        and os.path.dirname(original.path) == folder and original.key != (st.st_dev, st.st_ino)
+                        and os.pread(original.fd, st.st_size, 0) == os.pread(fd, st.st_size, 0)):
+                    return "wait"
         return None
 
     # ---- files that left or changed ---------------------------------------------------------

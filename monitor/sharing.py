@@ -2,8 +2,8 @@
 
 One commit per file (and one per batch of it) made a folder of 5,000 small logs cost minutes;
 the files synced in one pass share a transaction instead, committed once it holds about
-`batch_bytes` of lines (so a large file still commits every batch) and at the end of the
-pass. Every source row written in it is remembered as it was, so that a failed commit (a
+`batch_bytes` of lines (so a large file still commits every batch) or 500 batches, and at
+the end of the pass. Every source row written in it is remembered as it was, so that a failed commit (a
 store gone away, a deadlock between writers) puts each back and the next pass redoes it.
 
 A mixin of `Intake` (monitor/intake.py).
@@ -16,17 +16,20 @@ import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from monitor.models import SourceStatus
 from monitor.records import Record
+from monitor.store import open_store
 from monitor.store.sources import source_row
 
 if TYPE_CHECKING:
     from monitor.intake import Tail
 
 log = logging.getLogger("trainledger.intake")
+BATCHES_PER_COMMIT = 500
+"""…or once it holds this many batches: a catch-up of thousands of small files shows as it goes."""
 CONTENT_LOST = (SourceStatus.TRUNCATED, SourceStatus.REPLACED)
 _RETRIED_SQLSTATES = frozenset({"40P01", "40001"})
 """PostgreSQL's deadlock and serialization failures: another writer's transaction crossed ours."""
@@ -38,6 +41,7 @@ class _Shared:
     def __init__(self) -> None:
         self.conn: Connection | None = None
         self.bytes = 0
+        self.batches = 0
         self.saved: dict[int, tuple[dict[str, Any], dict[str, Any] | None]] = {}
         """id(row) → (the row, as it was before this transaction wrote it; None: made in it)."""
         self.committed: list[list[Record]] = []
@@ -50,6 +54,7 @@ class SharedTransactions:
     def __init__(self) -> None:
         self._shared: _Shared | None = None
         self._shared_number = 0
+        self._reader: Engine | None = None
         """Counts the shared transactions: a tail read from the store in an earlier one is re-read."""
 
     @contextmanager
@@ -81,6 +86,23 @@ class SharedTransactions:
             shared.conn.begin()
         yield shared.conn
 
+    @contextmanager
+    def _lookup(self) -> Iterator[Connection]:
+        """A connection for reading. On SQLite, until the shared transaction has begun, one of
+        a read-only engine: a transaction there takes the store's one write lock at once, and
+        a writer that finds a file already read by another must not stall that one to find it
+        out. A read that is stale by the time of a write is safe: the write is a swap on the
+        row's version, or an insert that the unique index settles."""
+        shared = self._shared
+        if self.engine.dialect.name != "sqlite" or shared is None or shared.conn is not None:
+            with self._store() as conn:
+                yield conn
+            return
+        if self._reader is None:
+            self._reader = open_store(self.engine.url.render_as_string(hide_password=False), read_only=True)
+        with self._reader.connect() as conn:
+            yield conn
+
     def _save(self, row: dict[str, Any], *, made: bool = False) -> None:
         """Remember the row as it is before this transaction writes it (`made`: it creates it)."""
         if self._shared is not None and id(row) not in self._shared.saved:
@@ -95,7 +117,8 @@ class SharedTransactions:
         if records and self.live is not None:
             shared.committed.append(records)
         shared.bytes += consumed
-        if shared.bytes >= self.batch_bytes:
+        shared.batches += 1
+        if shared.bytes >= self.batch_bytes or shared.batches >= BATCHES_PER_COMMIT:
             self._commit_shared()
 
     def _commit_shared(self) -> None:
@@ -138,10 +161,21 @@ class SharedTransactions:
         shared.__init__()
 
     def _after_commit(self, batches: list[list[Record]]) -> None:
-        if self.live is not None:
-            for records in batches:
-                if records:
-                    self._classify(records)
+        """The committed records to the live accounting, all at once (per batch, thousands of
+        small files would refold and record their runs thousands of times)."""
+        records = [record for batch in batches for record in batch]
+        if self.live is not None and records:
+            self._classify(records)
+
+    def _classify(self, records: list) -> None:
+        """Hand the committed batch to the live accounting; its failure never undoes the intake."""
+        try:
+            self.live.committed(records)
+        except SQLAlchemyError as exc:
+            log.error("live state not recorded (will retry): %s",
+                      str(getattr(exc, "orig", None) or exc).splitlines()[0])
+        except Exception:  # noqa: BLE001 — an accounting bug must not stop the intake
+            log.exception("live state not recorded")
 
     def _reread(self, tail: Tail) -> bool:
         """The tail's row as the store has it now (another writer may have moved it on);

@@ -18,9 +18,9 @@ from __future__ import annotations
 import os
 import socket
 from functools import cache, lru_cache
-from typing import Any
+from typing import Any, Callable
 
-from sqlalchemy import and_, bindparam, delete, or_, select
+from sqlalchemy import and_, bindparam, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
@@ -39,15 +39,13 @@ _NEW_ROW_COLUMNS = tuple(column.name for column in _SOURCES.columns if column.na
 _FOLLOWED_ROW = select(_SOURCES).where(
     _SOURCES.c.host == bindparam("host"), _SOURCES.c.device == bindparam("device"),
     _SOURCES.c.inode == bindparam("inode"), _SOURCES.c.status.in_(_FOLLOWED))
-_SAME_HEAD = and_(_SOURCES.c.head_len == bindparam("head_len"), _SOURCES.c.head_hash == bindparam("head_hash"))
-_OTHER_HEAD_IN_FOLDER = and_(
-    or_(and_(_SOURCES.c.head_len >= 1, _SOURCES.c.head_len < bindparam("head_len")),
-        _SOURCES.c.head_len > bindparam("head_len")),
-    _SOURCES.c.path > bindparam("first_path"), _SOURCES.c.path < bindparam("past_path"))
-_COPY_CANDIDATES = select(_SOURCES).where(
-    _SOURCES.c.host == bindparam("host"), _SOURCES.c.parser.is_not(None), _SOURCES.c.status.in_(_COPY_ORIGINS),
-    ~and_(_SOURCES.c.device == bindparam("device"), _SOURCES.c.inode == bindparam("inode")),
-    or_(_SAME_HEAD, _OTHER_HEAD_IN_FOLDER)).order_by(_SOURCES.c.id.desc())
+_CANDIDATE = and_(_SOURCES.c.host == bindparam("host"), _SOURCES.c.parser.is_not(None),
+                  _SOURCES.c.status.in_(_COPY_ORIGINS),
+                  ~and_(_SOURCES.c.device == bindparam("device"), _SOURCES.c.inode == bindparam("inode")))
+_SAME_HEAD_IDS = select(_SOURCES.c.id).where(
+    _CANDIDATE, _SOURCES.c.head_len == bindparam("length"), _SOURCES.c.head_hash == bindparam("head_hash"))
+_SHORTER_HEAD_LENGTHS = select(_SOURCES.c.head_len).distinct().where(
+    _CANDIDATE, _SOURCES.c.head_len >= 1, _SOURCES.c.head_len < bindparam("head_len"))
 """Statements built once: building one costs more than running it, for every file of thousands."""
 
 
@@ -139,16 +137,22 @@ def held_copies(conn: Connection, source_id: int) -> list[tuple[int, str]]:
 
 
 def copy_candidates(conn: Connection, host: str, device: int, inode: int, folder: str, head_len: int,
-                    head_hash: str) -> list[dict[str, Any]]:
-    """Rows that the file (device, inode) in `folder`, whose first `head_len` bytes hash to
-    `head_hash`, may be a copy-truncate copy of, newest first: those with that same head, and
-    in `folder`, those whose head is of another length (to be compared byte by byte). Found
-    through indexes: a folder of thousands of logs must not cost a scan per new file."""
-    prefix = folder.rstrip(os.sep) + os.sep
-    rows = conn.execute(_COPY_CANDIDATES, {"host": host, "device": device, "inode": inode, "head_len": head_len,
-                                           "head_hash": head_hash, "first_path": prefix,
-                                           "past_path": prefix[:-1] + chr(ord(os.sep) + 1)}).mappings()
-    return [dict(row) for row in rows if os.path.dirname(row["path"]) == folder]
+                    head_of: Callable[[int], str]) -> list[dict[str, Any]]:
+    """Rows in `folder` that the file (device, inode), its first `head_len` bytes read, may be a
+    copy-truncate copy of, newest first: those whose head (first n bytes, n ≤ `head_len`) hashes
+    like the file's first n bytes, `head_of(n)`. Found through the (host, head_len, head_hash)
+    index, one lookup per length that heads have: never a scan of the folder's rows per new
+    file, which made a folder of thousands of small logs quadratic."""
+    params = {"host": host, "device": device, "inode": inode, "head_len": head_len}
+    lengths = [head_len, *conn.execute(_SHORTER_HEAD_LENGTHS, params).scalars()]
+    ids = set()
+    for length in lengths:
+        params.update(length=length, head_hash=head_of(length))
+        ids.update(conn.execute(_SAME_HEAD_IDS, params).scalars())
+    if not ids:
+        return []
+    rows = conn.execute(select(_SOURCES).where(_SOURCES.c.id.in_(sorted(ids))).order_by(_SOURCES.c.id.desc()))
+    return [dict(row) for row in rows.mappings() if os.path.dirname(row["path"]) == folder]
 
 
 def last_parser_state(conn: Connection, host: str, parser: str, run: str) -> tuple[Any, str] | None:

@@ -26,7 +26,7 @@ from sqlalchemy import select
 from monitor.intake import Intake
 from monitor.models import Alert, Attempt, Event, Run, SourceFile, StepMetric
 from monitor.sources import Targets
-from monitor.store import count_records, list_runs, load_records, open_store
+from monitor.store import count_records, list_runs, list_sources, load_records, open_store
 
 TRAINLEDGER = str(Path(sys.executable).with_name("trainledger"))
 REPO = Path(__file__).resolve().parents[2]
@@ -222,3 +222,72 @@ def _diff(got: dict[str, Counter], want: dict[str, Counter]) -> list[str]:
         for sign, rows in (("+", got[name] - want[name]), ("-", want[name] - got[name])):
             out += [f"{name} {sign}{n}: {dict(row)}" for row, n in list(rows.items())[:5]]
     return out
+
+
+def _ingest_as(host: str, db: str, *targets) -> None:
+    result = subprocess.run([TRAINLEDGER, "ingest", *map(str, targets), "--db", db], capture_output=True, text=True,
+                            timeout=120, env=_env(TRAINLEDGER_HOST=host))
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+
+
+def test_two_hosts_files_with_the_same_path_and_inode_are_different_files(store_url, tmp_path):
+    """Node a's and node b's `runs/x/events.jsonl` are two files, even with the same inode
+    number (here: one file rewritten in place, read as node a, then as node b); neither node
+    retires the other's rows when its own file is rewritten, rotated or replaced."""
+    folder = tmp_path / "runs" / "x"
+    folder.mkdir(parents=True)
+    log = folder / "events.jsonl"
+    write_steps(log, range(1, 21), run="run-on-a")
+    _ingest_as("node-a", store_url, folder)
+    inode = log.stat().st_ino
+    with open(log, "r+") as f:  # node b's own log: the same path, the same inode, other lines
+        f.truncate(0)
+        f.write("".join(step_line(step, run="run-on-b") for step in range(1, 31)))
+    assert log.stat().st_ino == inode
+    _ingest_as("node-b", store_url, folder)
+    os.rename(log, folder / "events.jsonl.1")  # node b rotates its log, and writes on in a new one
+    write_steps(log, range(31, 41), run="run-on-b")
+    _ingest_as("node-b", store_url, log)
+    log.unlink()  # and deletes it
+    _ingest_as("node-b", store_url, log)
+    engine = open_store(store_url)
+    rows = {(s.host, s.path, s.inode): (s.status, s.records) for s in list_sources(engine)}
+    assert rows[("node-a", str(log), inode)] == ("active", 20)
+    assert rows[("node-b", str(log), inode)] == ("rotated", 30)
+    assert sorted(status for (host, *_), (status, _) in rows.items() if host == "node-b") == ["deleted", "rotated"]
+    assert {run.name for run in list_runs(engine)} == {"run-on-a", "run-on-b"}
+    assert stored_steps(engine, "run-on-a") == list(range(1, 21))
+    assert sorted(stored_steps(engine, "run-on-b")) == list(range(1, 41))
+    engine.dispose()
+
+
+def _one_k_descriptors() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+
+
+def test_thousands_of_files_under_a_1024_descriptor_limit_all_take_appends(tmp_path):
+    folder, db = tmp_path / "many", tmp_path / "store.db"
+    folder.mkdir()
+    files = [folder / f"rank{i:04d}.jsonl" for i in range(5000)]
+    for i, path in enumerate(files):
+        path.write_text(step_line(1, run=f"many-{i % 50}", attempt=f"a{i}"))
+    proc = subprocess.Popen([TRAINLEDGER, "watch", str(folder), "--db", str(db), "--poll", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(),
+                            preexec_fn=_one_k_descriptors)
+    try:
+        wait_for(lambda: _count(str(db)) == len(files), timeout=300)
+        held = len(os.listdir(f"/proc/{proc.pid}/fd"))
+        assert held < 1024
+        picked = random.Random(11).sample(range(len(files)), 25) + [0, len(files) - 1]
+        for i in picked:
+            with open(files[i], "a") as f:
+                f.write(step_line(2, run=f"many-{i % 50}", attempt=f"a{i}"))
+        wait_for(lambda: _count(str(db)) == len(files) + len(picked), timeout=10)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "Traceback" not in out and "Too many open files" not in out, out[-2000:]
+    assert "followed files held open at once" in out
+    engine = open_store(db)
+    steps = Counter((r.attempt, r.step) for run in list_runs(engine) for r in load_records(engine, run.name))
+    assert set(steps.values()) == {1} and {attempt for attempt, step in steps if step == 2} == {f"a{i}" for i in picked}
