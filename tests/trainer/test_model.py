@@ -49,7 +49,8 @@ def test_attention_stays_inside_a_document():
 
 
 # --- The model's maths before issue 17, copied as it was (textbook RMSNorm through F.rms_norm,
-# rotary with a cat over full-width tables, a dense document mask), run on the new model's weights.
+# rotary with a cat over full-width tables, a dense document mask, the MLP token-major), run on
+# the new model's weights.
 
 def reference_rotary_tables(seq_len, head_dim, base=10000.0):
     inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
@@ -86,7 +87,8 @@ def reference_forward(model, tokens, segment_ids=None):
         q, k = reference_rotary(q, cos, sin), reference_rotary(k, cos, sin)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)
         x = x + block.attn.proj(y.transpose(1, 2).contiguous().view(B, T, cfg.hidden_size))
-        x = x + block.mlp(norm(block.mlp_norm, x))
+        h = norm(block.mlp_norm, x)
+        x = x + block.mlp.down(F.silu(block.mlp.gate(h)) * block.mlp.up(h))
     return model.head(norm(model.norm, x))
 
 
