@@ -132,13 +132,20 @@ def _stored(db: str) -> int:
 
 
 def main(quick: bool) -> str:
-    files = 500 if quick else 5000
-    rounds = 1 if quick else 3
+    return measure(500, 500, 1, "python -m bench --quick writers") if quick else \
+        measure(5000, 5000, 3, "python -m bench writers")
+
+
+def measure(files: int, pair_files: int, rounds: int, command: str) -> str:
+    """The section: `files` logs for the ingest against the floor, `pair_files` for the writers."""
     lines = []
     with tempfile.TemporaryDirectory(prefix="bench_writers_") as tmp:
         root = Path(tmp)
         folder = root / "logs"
         write_logs(folder, files)
+        pair_folder = folder if pair_files == files else root / "pair-logs"
+        if pair_folder != folder:
+            write_logs(pair_folder, pair_files)
         ours, base = [], []
         for round_ in range(rounds):  # alternating, so both see the same machine
             ours.append(ingest_process(folder, str(root / f"ours-{round_}.db")))
@@ -161,9 +168,10 @@ def main(quick: bool) -> str:
                         else [pg.new(), pg.new()]
                     if urls[0] is None:
                         break
-                    alone.append(writers_at_once(folder, urls[0], 1))
-                    pair.append(writers_at_once(folder, urls[1], 2))
-                    assert _stored(urls[1]) == _stored(urls[0]) == rows, "two writers stored another number of rows"
+                    alone.append(writers_at_once(pair_folder, urls[0], 1))
+                    pair.append(writers_at_once(pair_folder, urls[1], 2))
+                    assert _stored(urls[1]) == _stored(urls[0]) == pair_files * LINES_PER_FILE, \
+                        "two writers stored another number of rows"
                 if not alone:
                     pair_rows.append(f"| {backend} | (no $TRAINLEDGER_TEST_PG_URL: not measured) | | |")
                     continue
@@ -174,7 +182,7 @@ def main(quick: bool) -> str:
     return "\n".join([
         "## Many files, many writers (bench/bench_writers.py)",
         "",
-        f"Command: `.venv/bin/python -m bench{' --quick' if quick else ''} writers` (with "
+        f"Command: `.venv/bin/{command}` (with "
         "`TRAINLEDGER_TEST_PG_URL` set for the PostgreSQL row). Logs generated in the run; medians of "
         f"{rounds} round{'s' if rounds > 1 else ''}, ours and the floor alternating. CPU of the process from "
         "`getrusage(RUSAGE_CHILDREN)`; the floor's from `time.process_time`.",
@@ -183,7 +191,7 @@ def main(quick: bool) -> str:
         "|---|---|---|---|",
         *lines,
         "",
-        f"Two `trainledger ingest` processes started at once on the same {files:,} files, against one alone "
+        f"Two `trainledger ingest` processes started at once on the same {pair_files:,} files, against one alone "
         "(wall time until all have exited; every row stored once):",
         "",
         "| store | one writer | two writers at once | ratio (target ≤ 1.2×) |",
@@ -193,4 +201,9 @@ def main(quick: bool) -> str:
 
 
 if __name__ == "__main__":
-    print(main(quick="--quick" in sys.argv))
+    if "--quick" in sys.argv:
+        print(main(quick=True))
+    elif len(sys.argv) == 4:  # FILES PAIR_FILES ROUNDS: a smaller run on a busy machine
+        print(measure(*map(int, sys.argv[1:]), f"python -m bench.bench_writers {' '.join(sys.argv[1:])}"))
+    else:
+        print(main(quick=False))
