@@ -88,9 +88,9 @@ def command_seconds(*args: str) -> tuple[float, float]:
 def parts(db: str, out: Path) -> dict[str, float]:
     """The report's work in one process, part by part, as `trainledger report` does it."""
     from eventschema import KINDS
-    from monitor.accounting import compute_ledger
+    from monitor.accounting import compute_ledger_from_columns
     from monitor.projections.eta import estimate_eta
-    from monitor.projections.series import light_records, series_from_columns
+    from monitor.projections.series import series_from_columns
     from monitor.projections.summary import summarize
     from monitor.report.content import report_blocks
     from monitor.report.render import to_html, to_markdown
@@ -110,8 +110,8 @@ def parts(db: str, out: Path) -> dict[str, float]:
     events = load_records(engine, RUN, kinds=[kind for kind in KINDS if kind != "step"])
     columns = load_step_columns(engine, RUN)
     lap("read the store (events, step columns)")
-    ledger = compute_ledger(light_records(columns, events, RUN))
-    lap("ledger (step records without figures)")
+    ledger = compute_ledger_from_columns(RUN, columns, events)
+    lap("ledger (folded from the step columns)")
     series = series_from_columns(columns, events)
     summary = summarize(series, ledger)
     eta = estimate_eta(series, ledger)
