@@ -1,6 +1,7 @@
 """A run's step figures as numpy columns, in one query and without a Record per step: what the
-projections and the report read for a long run (a million steps). The dashboard's `step_series`
-(monitor/store/read.py, built in parallel) reads charts the same way; the two may become one.
+projections, the report and their ledger read for a long run (a million steps). `rows_into_array`
+is the store's one way from step rows to numpy: the dashboard's `raw_series` (monitor/store/read.py)
+reads through it too.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def _figure(name: str):
     return func.coalesce(cast(column, Float), MISSING)
 
 
-def _into_array(conn: Connection, query: Select, dtype: np.dtype) -> np.ndarray:
+def rows_into_array(conn: Connection, query: Select, dtype: np.dtype | list) -> np.ndarray:
     """The rows straight from the driver's cursor into one structured array: no Row object, no
     list of a million tuples, no transposition."""
     return np.fromiter(conn.execute(query).cursor, dtype=dtype)
@@ -66,10 +67,11 @@ def load_step_columns(engine: Engine, run: str, figures: tuple[str, ...] = FIGUR
     c = _STEPS.c
     with engine.connect() as conn:
         attempts = sorted(conn.execute(select(c.attempt).where(c.run == run).distinct()).scalars())
-        code = case({name: i for i, name in enumerate(attempts)}, value=c.attempt, else_=-1) if attempts else literal(-1)
+        code = case({name: i for i, name in enumerate(attempts)}, value=c.attempt, else_=-1) if attempts \
+            else literal(-1)
         dtype = np.dtype([("ts", "f8"), ("step", "i8"), ("rank", "i8"), ("attempt", "i8")]
                          + [(name, "f8") for name in figures])
-        rows = _into_array(conn, select(c.ts, c.step, c.rank, code, *(_figure(name) for name in figures))
+        rows = rows_into_array(conn, select(c.ts, c.step, c.rank, code, *(_figure(name) for name in figures))
                            .where(c.run == run).order_by(c.ts, c.source_id, c.seq), dtype)
         newest = conn.execute(select(c.extra).where(c.run == run).where(c.extra.is_not(None))
                               .order_by(c.ts.desc()).limit(1)).scalar()
