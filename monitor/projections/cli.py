@@ -100,7 +100,7 @@ def eta(
         _json(result.to_dict())
         return
     clock = Clock(loaded.ledger.timezone)
-    title = (f"{run}: finished at step {result.done_step:,}" if result.finished else
+    title = (f"{run}: finished, {result.steps_done:,} of {result.total_steps:,} steps" if result.finished else
              f"{run}: finish {clock(result.finish_p50)} (P10 {clock(result.finish_p10)} – P90 "
              f"{clock(result.finish_p90)}, {clock.name}), projected from {clock(result.now)}")
     table = Table("term", "value", "what it is", title=escape(title))
