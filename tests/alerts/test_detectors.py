@@ -10,6 +10,8 @@ import pytest
 from monitor.accounting import LiveLedger, Policy
 from monitor.config import RulesConfig
 from monitor.detectors import RunDetectors, replay
+from monitor.projections.regressions import find_throughput_regressions
+from monitor.projections.series import step_series
 from alert_runs import START, event, jitter, nanochat_records, step
 
 ALL_DAY = Policy(work_start=time_of_day(0), work_end=time_of_day(23, 59, 59, 999999))
@@ -34,6 +36,16 @@ def test_the_nanochat_run_raises_its_throughput_drop_once_it_has_lasted_and_not_
     assert "below the run's baseline" in finding.message and "since step 500" in finding.message
     assert 0.40 < finding.payload["current"] / finding.payload["baseline"] < 0.60  # 35k of ~65k tokens/s
     assert first["mfu"][0].step > 5000
+    # the report's regression is the same rule's: the same step; the same baseline as the
+    # detectors fed the whole run at once (a record at a time, the baseline is re-learnt at
+    # other moments: within 0.1 %)
+    regressions = find_throughput_regressions(step_series(records))
+    seeded = RunDetectors()
+    seeded.add_all(records)
+    drop = seeded.throughput.drop()
+    assert [(r.step, r.before) for r in regressions] == [(drop.since_step, drop.baseline)]
+    assert regressions[0].step == finding.payload["since_step"]
+    assert regressions[0].before == pytest.approx(finding.payload["baseline"], rel=1e-3)
     # nothing else about the figures, ever; the run's end is information
     assert set(first) - {"stalled"} == {"throughput", "mfu", "finished"}
     assert first["finished"][1].severity == "info"
