@@ -50,8 +50,8 @@ def test_the_nanochat_report_holds_its_figures(nanochat_report, sample_db):
     assert float(_row(markdown, "loss, minimum")) == pytest.approx(low_loss, abs=5e-5)
     assert _row(markdown, "loss minimum at step") == f"{low_step:,}"
     assert _row(markdown, "regression 1: at step") == f"{drop_at:,}"
-    drop = re.search(r"Throughput fell from ([\d,]+) to ([\d,]+) tokens/s \(−[\d.]+%\) at step ([\d,]+), ([\d: -]+) \(UTC\)",
-                     markdown)
+    drop = re.search(r"Throughput fell from ([\d,]+) to ([\d,]+) tokens/s \(−[\d.]+%\) at step ([\d,]+), "
+                     r"([\d: -]+) \(UTC\)", markdown)
     assert drop, markdown
     assert float(drop[1].replace(",", "")) == pytest.approx(before, rel=0.01)
     assert float(drop[2].replace(",", "")) == pytest.approx(after, rel=0.01)
