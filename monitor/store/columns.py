@@ -19,6 +19,9 @@ _STEPS = StepMetric.__table__
 FIGURE_COLUMNS = ("step_time", "tokens_per_s", "tgs", "mfu", "loss", "peak_mem_bytes", "num_consumed_tokens")
 LOSS_IN_EXTRA = "loss_smoothed"
 """a loss some formats log instead of `loss` (nanochat's smoothed loss), kept in `extra`"""
+TOTAL_STEPS_LOOKBACK = 1000
+"""the newest rows searched for a `total_steps` in `extra` (a format that has it writes it on
+every step line; a run of our schema, which has none there, is not scanned whole)"""
 
 
 @dataclass
@@ -73,8 +76,9 @@ def load_step_columns(engine: Engine, run: str, figures: tuple[str, ...] = FIGUR
                          + [(name, "f8") for name in figures])
         rows = rows_into_array(conn, select(c.ts, c.step, c.rank, code, *(_figure(name) for name in figures))
                            .where(c.run == run).order_by(c.ts, c.source_id, c.seq), dtype)
-        newest = conn.execute(select(c.extra).where(c.run == run).where(c.extra.is_not(None))
-                              .order_by(c.ts.desc()).limit(1)).scalar()
+        recent = select(c.extra, c.ts).where(c.run == run).order_by(c.ts.desc()).limit(TOTAL_STEPS_LOOKBACK).subquery()
+        newest = conn.execute(select(recent.c.extra).where(recent.c.extra.is_not(None))
+                              .order_by(recent.c.ts.desc()).limit(1)).scalar()
     missing = np.full(len(rows), np.nan)
     values = {name: np.where(rows[name] == MISSING, np.nan, rows[name]) for name in figures}
     total = (_json(newest) or {}).get("total_steps") if newest is not None else None
