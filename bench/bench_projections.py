@@ -83,7 +83,7 @@ def command_seconds(*args: str, tree: str | None = None) -> tuple[float, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", "from trainledger.cli import main; main()", *args], check=True,
-                   capture_output=True, env=env)
+                   capture_output=True, env=env, cwd=tree)  # `-c` puts the working folder first on the path
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
