@@ -209,3 +209,22 @@ def test_a_restarts_warm_up_does_not_fire_the_regression_but_a_slower_run_than_i
     assert seen == {"throughput_vs_reference"}  # 50k against the comparable run's 100k, and nothing else
     (found,) = [f for f in detectors.findings(live, records[-1].ts) if f.cause == "throughput_vs_reference"]
     assert "50% below the comparable run's 1e+05" in found.message
+
+
+def test_a_lasting_drop_fed_in_batches_leaves_the_detector_as_one_sample_at_a_time_does():
+    """The numpy path for a long batch still under the floor (what the report's rule feeds a
+    regression that lasts) ends in the state the per-sample loop reaches."""
+    from monitor.detectors.robust import RobustDrop
+
+    times = [float(i) for i in range(3000)]
+    steps = list(range(3000))
+    values = [100.0 + (i % 3) if i < 1000 else 50.0 + (i % 5) for i in range(3000)]
+    batched, single = RobustDrop(0.1, 300.0, 20, 20), RobustDrop(0.1, 300.0, 20, 20)
+    for lo in range(0, 3000, 256):
+        batched.add_many(times[lo:lo + 256], steps[lo:lo + 256], values[lo:lo + 256])
+    for t, s, v in zip(times, steps, values):
+        single.add(t, s, v)
+    assert batched.drop() is not None and batched.drop().since_step == 1000
+    assert (batched.since, batched.low, list(batched.recent), batched.last) == \
+        (single.since, single.low, list(single.recent), single.last)
+    assert batched.drop() == single.drop()
