@@ -21,8 +21,8 @@ class LoadedRun:
 def load_run(engine: Engine, run: str, policy: Policy, *, figures: tuple[str, ...] | None = None,
              now: float | None = None) -> LoadedRun | None:
     """The run's ledger (up to `now` when it is live) and step series, or None when the store
-    holds nothing of it. Step figures are read as columns (a million steps in a second or so),
-    not as a Record each."""
+    holds nothing of it. Step figures are read as columns and the ledger folded
+    from them, not from a Record per step."""
     from eventschema import KINDS
     from monitor.store import load_records
     from monitor.store.columns import FIGURE_COLUMNS, load_step_columns
