@@ -72,14 +72,18 @@ def ingest(log: Path, db: str) -> None:
     Intake(open_store(db)).ingest(Targets([str(log)]))
 
 
-def command_seconds(*args: str) -> tuple[float, float]:
-    """Wall and CPU (user + system) seconds of the command as a process: on a shared machine the
-    CPU time is the steadier of the two."""
-    env = dict(os.environ, COLUMNS="200")
+BASELINE = "BENCH_PROJECTIONS_BASELINE"
+"""a source tree (e.g. `git archive` of an older commit) to time side by side with this one"""
+
+
+def command_seconds(*args: str, tree: str | None = None) -> tuple[float, float]:
+    """Wall and CPU (user + system) seconds of the command as a process (of the code in `tree`
+    when given): on a shared machine the CPU time is the steadier of the two."""
+    env = dict(os.environ, COLUMNS="200", **({"PYTHONPATH": tree} if tree else {}))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", "from trainledger.cli import main; main()", *args], check=True,
-                   capture_output=True, env=env)
+                   capture_output=True, env=env, cwd=tree)  # `-c` puts the working folder first on the path
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -88,9 +92,9 @@ def command_seconds(*args: str) -> tuple[float, float]:
 def parts(db: str, out: Path) -> dict[str, float]:
     """The report's work in one process, part by part, as `trainledger report` does it."""
     from eventschema import KINDS
-    from monitor.accounting import compute_ledger
+    from monitor.accounting import compute_ledger_from_columns
     from monitor.projections.eta import estimate_eta
-    from monitor.projections.series import light_records, series_from_columns
+    from monitor.projections.series import series_from_columns
     from monitor.projections.summary import summarize
     from monitor.report.content import report_blocks
     from monitor.report.render import to_html, to_markdown
@@ -110,8 +114,8 @@ def parts(db: str, out: Path) -> dict[str, float]:
     events = load_records(engine, RUN, kinds=[kind for kind in KINDS if kind != "step"])
     columns = load_step_columns(engine, RUN)
     lap("read the store (events, step columns)")
-    ledger = compute_ledger(light_records(columns, events, RUN))
-    lap("ledger (step records without figures)")
+    ledger = compute_ledger_from_columns(RUN, columns, events)
+    lap("ledger (folded from the step columns)")
     series = series_from_columns(columns, events)
     summary = summarize(series, ledger)
     eta = estimate_eta(series, ledger)
@@ -131,12 +135,16 @@ def main(quick: bool = False) -> str:
         log, db = folder / "events.jsonl", str(folder / "bench.db")
         write_log(log, n)
         ingest(log, db)
-        timings = {name: [] for name in ("report", "eta", "whatif")}
-        for _ in range(repeat):  # the three alternate: each sees the same machine
-            timings["report"].append(command_seconds("report", RUN, "--db", db, "--out", str(folder / "out")))
-            timings["eta"].append(command_seconds("eta", RUN, "--db", db))
-            timings["whatif"].append(command_seconds("whatif", RUN, "--db", db, "--epochs", "2", "--seq-len", "1024",
-                                                     "--nodes", "4"))
+        commands = {"report": ("report", RUN, "--db", db, "--out", str(folder / "out")),
+                    "eta": ("eta", RUN, "--db", db),
+                    "whatif": ("whatif", RUN, "--db", db, "--epochs", "2", "--seq-len", "1024", "--nodes", "4")}
+        baseline = os.environ.get(BASELINE)
+        trees = {"": None, **({" (baseline)": baseline} if baseline else {})}
+        timings: dict[str, list] = {name + label: [] for name in commands for label in trees}
+        for _ in range(repeat):  # all alternate: each sees the same machine
+            for name, args in commands.items():
+                for label, tree in trees.items():
+                    timings[name + label].append(command_seconds(*args, tree=tree))
         startup = [command_seconds("--help") for _ in range(repeat)]
         breakdown = parts(db, folder)
         size = (folder / "out" / "report.html").stat().st_size
@@ -147,7 +155,8 @@ def main(quick: bool = False) -> str:
         f"`.venv/bin/python -m bench projections` (add `--quick` for 100k steps). A synthetic run of our schema: "
         f"{n:,} step records over {ATTEMPTS} launches with faults between them, an eval every {EVAL_EVERY:,} and a "
         f"checkpoint every {CHECKPOINT_EVERY:,} steps, throughput falling by a third at 60 %, ingested into a SQLite "
-        f"store; each command timed as the process a user runs (median of {repeat}, alternating).",
+        f"store; each command timed as the process a user runs (median of {repeat}, alternating)"
+        + (f", beside the same command from the baseline tree `{BASELINE}` names." if baseline else "."),
         "",
         "| command | wall time | CPU time | target |",
         "| -- | -- | -- | -- |",
@@ -155,7 +164,7 @@ def main(quick: bool = False) -> str:
     timings["--help"] = startup
     targets["--help"] = "— (start-up alone)"
     lines += [f"| `trainledger {name}` | {median(w for w, _ in values):.2f} s | {median(c for _, c in values):.2f} s "
-              f"| {targets[name]} |" for name, values in timings.items()]
+              f"| {targets.get(name, '')} |" for name, values in timings.items()]
     lines += ["",
               f"The report's parts in one process (HTML page {size / 2**20:.1f} MiB, plotly.js inlined):", "",
               "| part | seconds |", "| -- | -- |"]

@@ -271,7 +271,7 @@ def ingest_tfevents(engine, paths: list[str], *, tags: dict[str, str] | None = N
                           "offset": 0, "size": st.st_size, "lines": 0, "records": 0, "parser": FORMAT,
                           "run": run_name(path), "status": SourceStatus.ACTIVE, "attempt_prefix": "",
                           "first_seen": now, "updated": now, "first_mtime": st.st_mtime, "first_size": st.st_size,
-                          "bad_lines": 0}
+                          "bad_lines": 0, "head_len": 0, "head_hash": "", "tail_hash": ""}
                 source_id = add_source(conn, **values)
                 if source_id is not None:
                     update_source(conn, source_id, attempt_prefix=f"{os.path.basename(path)}:{source_id}")

@@ -20,7 +20,7 @@ from monitor.records import Record
 
 __all__ = ["Attempt", "DAY", "Ledger", "LedgerRow", "LiveLedger", "MaintenanceWindow", "Policy",
            "Relaunch", "STATES", "Segment", "Segmenter", "Timeline", "classify", "compute_ledger",
-           "parse_timezone", "segment"]
+           "compute_ledger_from_columns", "parse_timezone", "segment"]
 
 
 def compute_ledger(records: Iterable[Record], policy: Policy | None = None, *,
@@ -28,7 +28,20 @@ def compute_ledger(records: Iterable[Record], policy: Policy | None = None, *,
     """The ledger of one run's records (in ts order); `now` given: the run is live. `read_at`
     (the wall clock, for a stored run): a final attempt silent for longer than the fault
     threshold by then is a fault, as the live ledger counts it. None when there are no records."""
-    segmenter = Segmenter().add_all(records)
+    return _fold_ledger(Segmenter().add_all(records), policy, now, read_at)
+
+
+def compute_ledger_from_columns(run: str, steps, events: Iterable[Record], policy: Policy | None = None, *,
+                                now: float | None = None, read_at: float | None = None) -> Ledger | None:
+    """The same ledger as `compute_ledger`, the run's step records given as columns: `steps` has
+    numpy `ts`, `step`, `rank` and `attempt` (codes into its list `attempts`), in ts order, as
+    monitor/store/columns.py reads them; `events` are the run's other records, in ts order."""
+    segmenter = Segmenter().add_columns(run, steps.attempts, steps.attempt, steps.ts, steps.rank, steps.step, events)
+    return _fold_ledger(segmenter, policy, now, read_at)
+
+
+def _fold_ledger(segmenter: Segmenter, policy: Policy | None, now: float | None,
+                 read_at: float | None) -> Ledger | None:
     if not segmenter.attempts:
         return None
     policy = (policy or Policy()).for_run(segmenter.run_timezone())

@@ -155,6 +155,57 @@ class Segmenter:
         if r.ts > attempt.last_ts:
             attempt.last_ts = r.ts
 
+    def add_columns(self, run: str, names: list[str], codes: np.ndarray, ts: np.ndarray, rank: np.ndarray,
+                    step: np.ndarray, events: Iterable[Record]) -> Segmenter:
+        """The same fold as `add_all` of the run's records, its step records given as columns (in ts
+        order; `codes` index `names`, the attempt ids) and its other records as Records (in ts
+        order): an event goes in after the step records of the same ts. A million steps cost
+        numpy passes over their attempts' stretches, not a Record each. Batch folds only."""
+        assert self.live_stats is None, "live folds take records one at a time (add)"
+        events = list(events)
+        at = np.searchsorted(ts, [event.ts for event in events], side="right").tolist()
+        start = 0
+        for index, event in zip(at + [len(ts)], events + [None]):
+            if index > start:
+                changes = (np.flatnonzero(np.diff(codes[start:index])) + start + 1).tolist()
+                for lo, hi in zip([start] + changes, changes + [index]):
+                    self._add_steps(run, names[codes[lo]], ts[lo:hi], rank[lo:hi], step[lo:hi])
+                start = index
+            if event is not None:
+                self.add(event)
+        return self
+
+    def _add_steps(self, run: str, attempt_id: str, ts: np.ndarray, rank: np.ndarray, step: np.ndarray) -> None:
+        """Consecutive step records of one attempt id, as `add` folds them one by one: the first
+        rank to log a step is counted, and a step counter going backwards opens a new attempt."""
+        if not self.run:
+            self.run = run
+        attempt = self._current.get(attempt_id)
+        if attempt is None:
+            attempt = self._open(attempt_id, attempt_id, float(ts[0]), split=False)
+        if attempt.step_rank is None:
+            attempt.step_rank = int(rank[0])
+        counted = np.flatnonzero(rank == attempt.step_rank)
+        steps = step[counted]
+        previous = np.empty_like(steps)
+        if len(steps):
+            previous[0] = attempt.steps[-1] if attempt.steps else steps[0]
+            previous[1:] = steps[:-1]
+        splits = counted[steps < previous].tolist()
+        for piece, (lo, hi) in enumerate(zip([0] + splits, splits + [len(ts)])):
+            if piece:
+                pieces = sum(a.attempt_id.split("~")[0] == attempt_id for a in self.attempts)
+                split_from = attempt
+                attempt = self._open(attempt_id, f"{attempt_id}~{pieces}", float(ts[lo]), split=True)
+                attempt.step_rank = split_from.step_rank
+                attempt.launch = split_from.launch
+            rows = counted[np.searchsorted(counted, lo):np.searchsorted(counted, hi)]
+            attempt.step_ts.frombytes(np.ascontiguousarray(ts[rows], dtype=np.float64).tobytes())
+            attempt.steps.frombytes(np.ascontiguousarray(step[rows], dtype=np.int64).tobytes())
+            newest = float(ts[lo:hi].max()) if hi > lo else attempt.last_ts
+            if newest > attempt.last_ts:
+                attempt.last_ts = newest
+
     def run_timezone(self) -> str | None:
         for attempt in self.attempts:
             if attempt.launch and attempt.launch.get("timezone"):

@@ -72,7 +72,7 @@ class RobustDrop:
     def add_many(self, times, steps, values) -> None:
         """Samples in order (a value None is no sample): one call for a whole batch, its state in
         locals — this runs for every step record the watcher stores."""
-        if self._all_healthy(times, steps, values):
+        if self._all_healthy(times, steps, values) or self._all_still_low(times, steps, values):
             return
         recent, accepted, floor, low = self.recent, self.accepted, self.floor, self.low
         window, last, since, fresh = recent.maxlen, self.last, self.since, self.fresh
@@ -124,6 +124,19 @@ class RobustDrop:
         self.fresh += len(values)
         if self.fresh >= self.refresh:
             self._rebase()
+        return True
+
+    def _all_still_low(self, times, steps, values) -> bool:
+        """A long batch while the figure is already below, every sample under the floor (a
+        regression that lasts): the recent window fills with lows and nothing is learnt, as the
+        loop would leave it."""
+        if len(values) < BULK or self.since is None or self.warmup_left or self.skip_next or None in values \
+                or not (np.asarray(values, dtype=float) < self.floor).all():
+            return False
+        window = self.recent.maxlen
+        self.recent.extend(zip(times[-window:], steps[-window:], values[-window:]))
+        self.low = len(self.recent)
+        self.last = (times[-1], steps[-1])
         return True
 
     def _rebase(self) -> None:

@@ -28,6 +28,8 @@ _SIGKILL_RE = re.compile(r"Signal 9 \(SIGKILL\) received by PID \d+")
 _CUDA_RE = re.compile(r"CUDA error: .+|an illegal memory access was encountered|cuda runtime error \(\d+\) : .+")
 _NCCL_RE = re.compile(r"NCCL error(?: in)?: .+|nccl(?:System|Internal|UnhandledCuda|Remote|InvalidUsage)Error\b.*")
 _TIMEOUT_WORDS = ("timeout", "timed out")
+_REMOTE_GONE_RE = re.compile(r"ncclremoteerror|remote process exited")
+"""NCCL's word for a peer that went away: the node-lost evidence endings.py reads in a traceback."""
 
 
 def cause_of(lowered: str) -> str | None:
@@ -52,6 +54,7 @@ def detect(parser: TextParser, line: str, rank: int) -> list[Record]:
         return parser.end_record("fault", at, "cuda_error", rank=rank, exc_type="CudaError",
                                  message=match.group(0)[:1000], cause="cuda_error")
     if (match := _NCCL_RE.search(line)) and not any(word in line.lower() for word in _TIMEOUT_WORDS):
-        return parser.end_record("fault", at, "nccl_error", rank=rank, exc_type="NcclError",
-                                 message=match.group(0)[:1000], cause="nccl_error")
+        cause = "node_lost" if _REMOTE_GONE_RE.search(line.lower()) else "nccl_error"
+        return parser.end_record("fault", at, cause, rank=rank, exc_type="NcclError",
+                                 message=match.group(0)[:1000], cause=cause)
     return []

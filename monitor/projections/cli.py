@@ -28,7 +28,9 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 PROJECTION_FIGURES = ("step_time", "tokens_per_s", "tgs", "num_consumed_tokens")
-"""what eta and whatif read of each step (the report reads every figure)"""
+"""what whatif reads of each step (the report reads every figure)"""
+ETA_FIGURES = ("step_time", "tokens_per_s", "num_consumed_tokens")
+"""what eta reads of each step: a column fewer of a million rows is ~5 % of its time"""
 
 
 def _load(db: Optional[str], run: str, timezone: Optional[str] = None, work_hours: Optional[str] = None,
@@ -91,7 +93,7 @@ def eta(
     _check_format(fmt, ("table", "json"))
     if total_steps is not None and total_tokens is not None:
         _fail("give --total-steps or --total-tokens, not both")
-    loaded = _load(db, run, timezone, work_hours, tuple(holiday), live, figures=PROJECTION_FIGURES,
+    loaded = _load(db, run, timezone, work_hours, tuple(holiday), live, figures=ETA_FIGURES,
                    config_file=config_file)
     try:
         result = estimate_eta(loaded.series, loaded.ledger, total_steps=total_steps, total_tokens=total_tokens,
@@ -102,7 +104,7 @@ def eta(
         _json(result.to_dict())
         return
     clock = Clock(loaded.ledger.timezone)
-    title = (f"{run}: finished at step {result.done_step:,}" if result.finished else
+    title = (f"{run}: finished, {result.steps_done:,} of {result.total_steps:,} steps" if result.finished else
              f"{run}: finish {clock(result.finish_p50)} (P10 {clock(result.finish_p10)} – P90 "
              f"{clock(result.finish_p90)}, {clock.name}), projected from {clock(result.now)}")
     table = Table("term", "value", "what it is", title=escape(title))

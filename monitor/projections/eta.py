@@ -38,6 +38,9 @@ class Eta:
     now: float
     """the moment projected from: `now` for a live run, else the run's last record"""
     done_step: int
+    """the newest step record's step"""
+    steps_done: int
+    """how many steps that is: one more where the log counts from step 0 (nanochat's 0…11999 of 12000)"""
     total_steps: int
     total_from: str
     tokens_per_step: float | None
@@ -58,12 +61,12 @@ class Eta:
 
     @property
     def remaining_steps(self) -> int:
-        return max(self.total_steps - self.done_step, 0)
+        return 0 if self.finished else max(self.total_steps - self.steps_done, 0)
 
     def to_dict(self) -> dict:
         return {
             "run": self.run, "now": self.now, "finished": self.finished, "done_step": self.done_step,
-            "total_steps": self.total_steps, "total_from": self.total_from, "remaining_steps": self.remaining_steps,
+            "steps_done": self.steps_done, "total_steps": self.total_steps, "total_from": self.total_from, "remaining_steps": self.remaining_steps,
             "tokens_per_step": self.tokens_per_step, "step_time_s": self.step_time.to_dict(),
             "overheads": {"checkpoint": self.overheads.checkpoint, "eval": self.overheads.eval,
                           "other": self.overheads.other},
@@ -115,7 +118,8 @@ def estimate_eta(records: Sequence[Record] | StepSeries, ledger: Ledger, *, tota
     step_time = recent_step_time(series)
     if step_time is None:
         raise EtaError("the run has no measured step time yet (fewer than two step records)")
-    done = int(series.step[-1])
+    newest = int(series.step[-1])
+    done = newest + 1 if int(series.step.min()) == 0 else newest
     per_step = tokens_per_step(series)
     total, total_from = _total_steps(series, done, total_steps, total_tokens, per_step)
     ref = float(now if now is not None else ledger.end)
@@ -145,7 +149,7 @@ def estimate_eta(records: Sequence[Record] | StepSeries, ledger: Ledger, *, tota
 
     expected_faults = history.per_training_hour * compute / 3600 if remaining else 0.0
     mean_cost = float(costs.mean())
-    eta = Eta(ledger.run, ref, done, total, total_from, per_step, step_time, loss, history,
+    eta = Eta(ledger.run, ref, newest, done, total, total_from, per_step, step_time, loss, history,
               not history.costs_s, remaining * step_time.median, remaining * step_time.median * loss.total,
               expected_faults, mean_cost, p10, p50, p90, finished)
     eta.terms = _terms(eta)
@@ -160,8 +164,8 @@ def _terms(e: Eta) -> list[tuple[str, str, str]]:
     st = e.step_time
     f = e.faults
     lines = [
-        ("steps", f"{e.done_step:,} of {e.total_steps:,} ({e.remaining_steps:,} to go)",
-         f"total from {e.total_from}; done = the newest step record"),
+        ("steps", f"{e.steps_done:,} of {e.total_steps:,} ({e.remaining_steps:,} to go)",
+         f"total from {e.total_from}; done = the newest step record (step {e.done_step:,}), counted from 1"),
         ("step time", f"{st.median:.3f} s (± {st.sd:.3f}; P10–P90 {st.p10:.3f}–{st.p90:.3f})",
          f"median of the newest {st.n:,} measured steps; ± is the MAD-based standard deviation"),
     ]

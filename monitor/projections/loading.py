@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
-from monitor.accounting import Ledger, Policy, compute_ledger
-from monitor.projections.series import StepSeries, light_records, series_from_columns
+from monitor.accounting import Ledger, Policy, compute_ledger_from_columns
+from monitor.projections.series import StepSeries, series_from_columns
 
 
 @dataclass
@@ -21,8 +21,8 @@ class LoadedRun:
 def load_run(engine: Engine, run: str, policy: Policy, *, figures: tuple[str, ...] | None = None,
              now: float | None = None) -> LoadedRun | None:
     """The run's ledger (up to `now` when it is live) and step series, or None when the store
-    holds nothing of it. Step figures are read as columns (a million steps in a second or so),
-    not as a Record each."""
+    holds nothing of it. Step figures are read as columns and the ledger folded
+    from them, not from a Record per step."""
     from eventschema import KINDS
     from monitor.store import load_records
     from monitor.store.columns import FIGURE_COLUMNS, load_step_columns
@@ -31,5 +31,5 @@ def load_run(engine: Engine, run: str, policy: Policy, *, figures: tuple[str, ..
     columns = load_step_columns(engine, run, figures or FIGURE_COLUMNS)
     if not events and not len(columns.ts):
         return None
-    ledger = compute_ledger(light_records(columns, events, run), policy, now=now)
+    ledger = compute_ledger_from_columns(run, columns, events, policy, now=now)
     return LoadedRun(ledger, series_from_columns(columns, events), engine)

@@ -145,25 +145,6 @@ def series_from_columns(columns: StepColumns, events: Iterable[Record]) -> StepS
     return series
 
 
-def light_records(columns: StepColumns, events: list[Record], run: str) -> list[Record]:
-    """The run's records for the ledger, its step records without their figures or host (which
-    the accounting does not read), in ts order."""
-    names = columns.attempts
-    steps = [Record("step", run, names[a], t, "", r, s) for a, t, r, s in
-             zip(columns.attempt.tolist(), columns.ts.tolist(), columns.rank.tolist(), columns.step.tolist())]
-    # the few events go in after the steps of the same ts (as `load_records` orders most logs):
-    # slicing a million steps at a few hundred places, not a merge that calls a key a million times
-    at = np.searchsorted(columns.ts, [event.ts for event in events], side="right").tolist()
-    merged: list[Record] = []
-    start = 0
-    for index, event in zip(at, events):
-        merged += steps[start:index]
-        merged.append(event)
-        start = index
-    merged += steps[start:]
-    return merged
-
-
 @dataclass(frozen=True)
 class Spread:
     """A robust summary of a sample: median, MAD-based standard deviation, P10 and P90."""

@@ -1,16 +1,16 @@
 """A run's step figures as numpy columns, in one query and without a Record per step: what the
-projections and the report read for a long run (a million steps). The dashboard's `step_series`
-(monitor/store/read.py, built in parallel) reads charts the same way; the two may become one.
+projections, the report and their ledger read for a long run (a million steps). `rows_into_array`
+is the store's one way from step rows to numpy: the dashboard's `raw_series` (monitor/store/read.py)
+reads through it too.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import orjson
-from sqlalchemy import Select, select
+from sqlalchemy import Float, Select, case, cast, func, literal, select
 from sqlalchemy.engine import Connection, Engine
 
 from monitor.models import StepMetric
@@ -19,6 +19,9 @@ _STEPS = StepMetric.__table__
 FIGURE_COLUMNS = ("step_time", "tokens_per_s", "tgs", "mfu", "loss", "peak_mem_bytes", "num_consumed_tokens")
 LOSS_IN_EXTRA = "loss_smoothed"
 """a loss some formats log instead of `loss` (nanochat's smoothed loss), kept in `extra`"""
+TOTAL_STEPS_LOOKBACK = 1000
+"""the newest rows searched for a `total_steps` in `extra` (a format that has it writes it on
+every step line; a run of our schema, which has none there, is not scanned whole)"""
 
 
 @dataclass
@@ -36,21 +39,23 @@ class StepColumns:
     total_steps_logged: int | None
 
 
-def _floats(values) -> np.ndarray:
-    return np.fromiter((math.nan if v is None else v for v in values), dtype=np.float64, count=len(values))
+MISSING = -1.7976931348623157e308
+"""what a NULL figure is read as (the lowest float, which no figure is), then turned into NaN:
+numpy fills its columns straight from the driver's rows only when every value is a number"""
 
 
-def _plain_rows(conn: Connection, query: Select) -> list[tuple]:
-    """The rows as the driver's plain tuples: a million of them at half the cost of SQLAlchemy's
-    Row objects (the columns here are plain numbers and strings, which need no conversion)."""
-    compiled = query.compile(conn.engine)
-    params = [compiled.params[key] for key in compiled.positiontup] if compiled.positional else compiled.params
-    cursor = conn.connection.cursor()
-    try:
-        cursor.execute(str(compiled), params)
-        return cursor.fetchall()
-    finally:
-        cursor.close()
+def _figure(name: str):
+    """A figure's column, NULL as MISSING; `loss` falls back to the one some formats keep in `extra`."""
+    column = _STEPS.c[name]
+    if name == "loss":
+        column = func.coalesce(column, _STEPS.c.extra[LOSS_IN_EXTRA].as_float())
+    return func.coalesce(cast(column, Float), MISSING)
+
+
+def rows_into_array(conn: Connection, query: Select, dtype: np.dtype | list) -> np.ndarray:
+    """The rows straight from the driver's cursor into one structured array: no Row object, no
+    list of a million tuples, no transposition."""
+    return np.fromiter(conn.execute(query).cursor, dtype=dtype)
 
 
 def _json(value):
@@ -60,30 +65,24 @@ def _json(value):
 
 def load_step_columns(engine: Engine, run: str, figures: tuple[str, ...] = FIGURE_COLUMNS) -> StepColumns:
     """The run's step rows as columns: ts, step, rank, attempt and `figures` (of FIGURE_COLUMNS;
-    the fewer, the less to read: the driver's rows are most of the cost)."""
+    the fewer, the less to read: the driver's rows are most of the cost). Attempts come coded in
+    the query (a small int per row rather than a string)."""
     c = _STEPS.c
-    with_extra = "loss" in figures
-    head = [c.ts, c.step, c.rank, c.attempt] + ([c.extra] if with_extra else [])
     with engine.connect() as conn:
-        rows = _plain_rows(conn, select(*head, *(c[name] for name in figures))
-                           .where(c.run == run).order_by(c.ts, c.source_id, c.seq))
-        newest = conn.execute(select(c.extra).where(c.run == run).where(c.extra.is_not(None))
-                              .order_by(c.ts.desc()).limit(1)).scalar()
-    columns = list(zip(*rows)) if rows else [()] * (len(head) + len(figures))
-    values = {name: _floats(columns[len(head) + i]) for i, name in enumerate(figures)}
-    if with_extra:  # a loss some formats keep in `extra`, decoded only where `loss` is missing
-        extras, loss = columns[4], values["loss"]
-        for i in np.flatnonzero(np.isnan(loss)):
-            if extras[i] is not None:
-                value = _json(extras[i]).get(LOSS_IN_EXTRA)
-                loss[i] = math.nan if value is None else value
-    names, codes = np.unique(np.asarray(columns[3], dtype=object).astype(str), return_inverse=True) if rows else \
-        (np.empty(0, dtype=str), np.empty(0, np.int64))
+        attempts = sorted(conn.execute(select(c.attempt).where(c.run == run).distinct()).scalars())
+        code = case({name: i for i, name in enumerate(attempts)}, value=c.attempt, else_=-1) if attempts \
+            else literal(-1)
+        dtype = np.dtype([("ts", "f8"), ("step", "i8"), ("rank", "i8"), ("attempt", "i8")]
+                         + [(name, "f8") for name in figures])
+        rows = rows_into_array(conn, select(c.ts, c.step, c.rank, code, *(_figure(name) for name in figures))
+                           .where(c.run == run).order_by(c.ts, c.source_id, c.seq), dtype)
+        recent = select(c.extra, c.ts).where(c.run == run).order_by(c.ts.desc()).limit(TOTAL_STEPS_LOOKBACK).subquery()
+        newest = conn.execute(select(recent.c.extra).where(recent.c.extra.is_not(None))
+                              .order_by(recent.c.ts.desc()).limit(1)).scalar()
+    missing = np.full(len(rows), np.nan)
+    values = {name: np.where(rows[name] == MISSING, np.nan, rows[name]) for name in figures}
     total = (_json(newest) or {}).get("total_steps") if newest is not None else None
-    missing = np.full(len(rows), math.nan)
     return StepColumns(
-        ts=np.asarray(columns[0], dtype=np.float64), step=np.asarray(columns[1], dtype=np.int64),
-        rank=np.asarray(columns[2], dtype=np.int64), attempt=np.asarray(codes, dtype=np.int64).reshape(-1),
-        attempts=[str(n) for n in names],
-        figures={name: values.get(name, missing) for name in FIGURE_COLUMNS},
+        ts=rows["ts"].copy(), step=rows["step"].copy(), rank=rows["rank"].copy(), attempt=rows["attempt"].copy(),
+        attempts=attempts, figures={name: values.get(name, missing) for name in FIGURE_COLUMNS},
         total_steps_logged=int(total) if total else None)

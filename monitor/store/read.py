@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from monitor.models import FLOAT_FIGURES, INT_FIGURES, Attempt, Event, StepMetric
 from monitor.records import Record
+from monitor.store.columns import rows_into_array
 from monitor.store.rows import event_record
 from monitor.store.write import _upsert_spans as upsert_spans, insert_rows
 
@@ -259,7 +260,7 @@ def raw_series(engine: Engine, run: str, figure: str | tuple[str, ...], *, x: st
     """Every (step, x, value) of one figure of the series (redone steps left out), in step
     order, as numpy arrays: what a smoothing that must see every point (the debiased EMA)
     reads. `figure` is a step column, or a path into the `extra` JSON (("loss_smoothed",),
-    ("per_source", S, "loss")). The driver's rows are read as they come (no Row objects)."""
+    ("per_source", S, "loss")). The driver's rows go straight into numpy (`rows_into_array`)."""
     if x not in X_AXES or (isinstance(figure, str) and figure not in STEP_FIGURES):
         raise ValueError(f"unknown figure or x axis: {figure}, {x}")
     column = _STEPS.c[figure] if isinstance(figure, str) else _STEPS.c.extra[figure].as_float()
@@ -271,11 +272,9 @@ def raw_series(engine: Engine, run: str, figure: str | tuple[str, ...], *, x: st
             return empty
         where = and_(window.where(_kept(run, rank, redone_stretches(_spans(conn, run)))), x_column.is_not(None),
                      column.is_not(None))
-        rows = conn.execute(select(_STEPS.c.step, x_column, column).where(where).order_by(_STEPS.c.step)).cursor.fetchall()
-    if not rows:
-        return empty
-    table = np.array(rows, dtype=np.float64)
-    return table[:, 0].astype(np.int64), table[:, 1], table[:, 2]
+        rows = rows_into_array(conn, select(_STEPS.c.step, x_column, column).where(where).order_by(_STEPS.c.step),
+                               [("step", "i8"), ("x", "f8"), ("value", "f8")])
+    return (rows["step"].copy(), rows["x"].copy(), rows["value"].copy()) if len(rows) else empty
 
 
 def _driver_batches(conn: Connection, statement, size: int) -> Iterator[list[tuple]]:

@@ -105,3 +105,37 @@ def test_live_fold_agrees_with_full_recomputation(records, policy, later):
     snap = resumed.snapshot(now)
     assert snap.segments == full.segments
     assert snap.to_dict() == full.to_dict()
+
+
+@FAST
+@given(timelines(), st.lists(st.booleans(), min_size=1), st.integers(0, 2))
+def test_the_columnar_fold_gives_the_ledger_of_the_records(records, echoed, first_rank):
+    """Step records as columns (what a million-step run's projections fold) give the ledger of
+    the same records one by one: attempts split where a step counter goes backwards, only the
+    first rank's steps counted (other ranks echo some steps), events after same-ts steps."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from monitor.accounting import compute_ledger_from_columns
+
+    with_ranks: list[Record] = []
+    for i, r in enumerate(records):
+        if r.kind == "step":
+            r = Record("step", r.run, r.attempt, r.ts, rank=first_rank, step=r.step)
+            if echoed[i % len(echoed)]:
+                with_ranks += [r, Record("step", r.run, r.attempt, r.ts, rank=first_rank + 1, step=r.step + 7)]
+                continue
+        with_ranks.append(r)
+    ordered = sorted(with_ranks, key=lambda r: (r.ts, r.kind != "step"))
+    steps = [r for r in ordered if r.kind == "step"]
+    names = sorted({r.attempt for r in steps})
+    columns = SimpleNamespace(ts=np.array([r.ts for r in steps], dtype=float),
+                              step=np.array([r.step for r in steps], dtype=np.int64),
+                              rank=np.array([r.rank for r in steps], dtype=np.int64),
+                              attempt=np.array([names.index(r.attempt) for r in steps], dtype=np.int64),
+                              attempts=names)
+    events = [r for r in ordered if r.kind != "step"]
+    expected = compute_ledger(ordered)
+    fast = compute_ledger_from_columns("r", columns, events)
+    assert (fast and fast.to_dict()) == (expected and expected.to_dict())

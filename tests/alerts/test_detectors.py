@@ -10,6 +10,8 @@ import pytest
 from monitor.accounting import LiveLedger, Policy
 from monitor.config import RulesConfig
 from monitor.detectors import RunDetectors, replay
+from monitor.projections.regressions import find_throughput_regressions
+from monitor.projections.series import step_series
 from alert_runs import START, event, jitter, nanochat_records, step
 
 ALL_DAY = Policy(work_start=time_of_day(0), work_end=time_of_day(23, 59, 59, 999999))
@@ -34,6 +36,16 @@ def test_the_nanochat_run_raises_its_throughput_drop_once_it_has_lasted_and_not_
     assert "below the run's baseline" in finding.message and "since step 500" in finding.message
     assert 0.40 < finding.payload["current"] / finding.payload["baseline"] < 0.60  # 35k of ~65k tokens/s
     assert first["mfu"][0].step > 5000
+    # the report's regression is the same rule's: the same step; the same baseline as the
+    # detectors fed the whole run at once (a record at a time, the baseline is re-learnt at
+    # other moments: within 0.1 %)
+    regressions = find_throughput_regressions(step_series(records))
+    seeded = RunDetectors()
+    seeded.add_all(records)
+    drop = seeded.throughput.drop()
+    assert [(r.step, r.before) for r in regressions] == [(drop.since_step, drop.baseline)]
+    assert regressions[0].step == finding.payload["since_step"]
+    assert regressions[0].before == pytest.approx(finding.payload["baseline"], rel=1e-3)
     # nothing else about the figures, ever; the run's end is information
     assert set(first) - {"stalled"} == {"throughput", "mfu", "finished"}
     assert first["finished"][1].severity == "info"
@@ -197,3 +209,22 @@ def test_a_restarts_warm_up_does_not_fire_the_regression_but_a_slower_run_than_i
     assert seen == {"throughput_vs_reference"}  # 50k against the comparable run's 100k, and nothing else
     (found,) = [f for f in detectors.findings(live, records[-1].ts) if f.cause == "throughput_vs_reference"]
     assert "50% below the comparable run's 1e+05" in found.message
+
+
+def test_a_lasting_drop_fed_in_batches_leaves_the_detector_as_one_sample_at_a_time_does():
+    """The numpy path for a long batch still under the floor (what the report's rule feeds a
+    regression that lasts) ends in the state the per-sample loop reaches."""
+    from monitor.detectors.robust import RobustDrop
+
+    times = [float(i) for i in range(3000)]
+    steps = list(range(3000))
+    values = [100.0 + (i % 3) if i < 1000 else 50.0 + (i % 5) for i in range(3000)]
+    batched, single = RobustDrop(0.1, 300.0, 20, 20), RobustDrop(0.1, 300.0, 20, 20)
+    for lo in range(0, 3000, 256):
+        batched.add_many(times[lo:lo + 256], steps[lo:lo + 256], values[lo:lo + 256])
+    for t, s, v in zip(times, steps, values):
+        single.add(t, s, v)
+    assert batched.drop() is not None and batched.drop().since_step == 1000
+    assert (batched.since, batched.low, list(batched.recent), batched.last) == \
+        (single.since, single.low, list(single.recent), single.last)
+    assert batched.drop() == single.drop()

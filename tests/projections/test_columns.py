@@ -1,4 +1,4 @@
-"""The fast path (step figures read as columns, step records without figures for the ledger)
+"""The fast path (step figures read as columns, the ledger folded from the step columns)
 gives the same series and the same ledger as the Records from `load_records`."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from monitor.accounting import compute_ledger
-from monitor.projections.series import light_records, series_from_columns, step_series
+from monitor.accounting import compute_ledger, compute_ledger_from_columns
+from monitor.projections.series import series_from_columns, step_series
 from monitor.store import load_records, open_store
 from monitor.store.columns import load_step_columns
 from tests.projections.conftest import LING_RUN, NANOCHAT_RUN
@@ -27,7 +27,7 @@ def test_columns_give_the_series_and_ledger_of_the_records(sample_db, run):
         assert np.array_equal(values, fast.figures[name], equal_nan=True), name
     assert (slow.tokens_logged, slow.total_steps_logged, slow.peak_mem_reported) == \
         (fast.tokens_logged, fast.total_steps_logged, fast.peak_mem_reported)
-    assert compute_ledger(records).to_dict() == compute_ledger(light_records(columns, events, run)).to_dict()
+    assert compute_ledger(records).to_dict() == compute_ledger_from_columns(run, columns, events).to_dict()
     assert slow.has("loss")  # nanochat's smoothed loss, kept in the row's extra, is read too
 
 

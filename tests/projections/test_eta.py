@@ -97,7 +97,11 @@ def test_the_same_seed_gives_the_same_range_and_no_fault_gives_a_stated_assumpti
 def test_eta_command_on_the_sample_runs(sample_db):
     done = cli("eta", NANOCHAT_RUN, "--db", sample_db, "--format", "json")
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["finished"] is True
+    nanochat = json.loads(done.stdout)
+    assert nanochat["finished"] is True
+    # its steps are 0…11999 of 12000: the newest step record is the last step, none to go
+    assert (nanochat["done_step"], nanochat["steps_done"], nanochat["remaining_steps"]) == (11_999, 12_000, 0)
+    assert "12,000 of 12,000" in cli("eta", NANOCHAT_RUN, "--db", sample_db).stdout
     ling = cli("eta", LING_RUN, "--db", sample_db, "--total-steps", "800000", "--format", "json")
     out = json.loads(ling.stdout)
     assert out["faults"]["count"] == 5 and len(out["faults"]["costs_s"]) == 5
@@ -108,3 +112,20 @@ def test_eta_command_on_the_sample_runs(sample_db):
         assert term in table.stdout
     missing = cli("eta", LING_RUN, "--db", sample_db)
     assert missing.returncode == 2 and "--total-steps" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_a_log_counting_from_step_0_is_done_at_its_last_step_without_a_finish_record(sample_db):
+    """nanochat logs steps 0…11999 of 12000: cut before its closing lines, it is still done,
+    while a run counting from step 1 (the synthetic one) has its newest step as its count."""
+    from monitor.store import load_records, open_store
+
+    records = [r for r in load_records(open_store(sample_db, read_only=True), NANOCHAT_RUN) if r.kind != "finish"]
+    eta = estimate_eta(records, compute_ledger(records))
+    assert (eta.done_step, eta.steps_done, eta.remaining_steps, eta.finished) == (11_999, 12_000, 0, True)
+    unfinished = [r for r in records if r.kind != "step" or r.step < 11_999]
+    eta = estimate_eta(unfinished, compute_ledger(unfinished))
+    assert (eta.steps_done, eta.remaining_steps, eta.finished) == (11_999, 1, False)
+    counted_from_one, _ = synthetic_run(0)
+    seen = cut_while_training(counted_from_one, 0.5)
+    eta = estimate_eta(seen, compute_ledger(seen))
+    assert eta.steps_done == eta.done_step == max(r.step for r in seen if r.kind == "step")
