@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from urllib.parse import quote
 
-from conftest import HOSTILE, HTML_RUN, LING, LIVE_RUN, open_page
+from dashboard_support import HOSTILE, HTML_RUN, LING, LIVE_RUN, open_page
 
 PLOT_DATA = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(
     plot => ({title: plot.layout.title.text.replace(/<[^>]+>/g, ''), traces: plot.data.map(t => ({name: t.name, points: t.y ? t.y.length : 0}))}))"""

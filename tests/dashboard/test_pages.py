@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import HOSTILE, HTML_RUN, LING, app_test, plotly_figures
+from dashboard_support import HOSTILE, HTML_RUN, LING, app_test, plotly_figures
 from monitor.accounting import compute_ledger
 from monitor.store import load_records, open_store
 from monitor.store.read import raw_series, step_series

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from bench.synthetic_run import COLUMNS, T0, spike_step, write_run
-from conftest import LING
+from dashboard_support import LING
 from monitor.accounting import compute_ledger
 from monitor.store import load_records, open_store
 from monitor.store.read import Window, accounting_records, insert_step_rows, step_series
