@@ -97,6 +97,7 @@ def watch(
     and the config's alerts are raised and sent (docs/alerts.md)."""
     from monitor.alerting import start_alerting
     from monitor.live import Listeners, LiveRuns
+    from monitor.projections.live import LiveEtas
     from monitor.store import mask_url
 
     try:
@@ -127,7 +128,7 @@ def watch(
         alerter, stop_alerting = start_alerting(intake.engine, live, config)
     except ConfigError as exc:
         _fail(str(exc))
-    intake.live = Listeners([live, alerter])
+    intake.live = Listeners([live, alerter, LiveEtas(intake.engine, live)])
     metrics = None
     if metrics_port is not None:
         from monitor.exporter import serve_metrics

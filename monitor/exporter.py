@@ -1,7 +1,8 @@
 """`trainledger watch --metrics-port N`: a Prometheus endpoint. Its collector reads the store at
 scrape time (what `status` shows, so a second watcher's runs are there too), per run: the
 live state, last step, time of the last record, tokens/s and MFU (medians of the last 20 step
-records), goodput and ETTR (the accounting's, up to now) and the open alerts by cause."""
+records), goodput and ETTR (the accounting's, up to now), the open alerts by cause, and the
+projected finish (P10 / P50 / P90) the watcher keeps (monitor/projections/live.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
 
 from monitor.accounting import STATES, Policy, compute_ledger
-from monitor.store import list_live_states, load_records, open_alert_counts
+from monitor.store import list_live_etas, list_live_states, load_records, open_alert_counts
 from monitor.store.alerts import recent_step_figures
 
 log = logging.getLogger("trainledger.exporter")
@@ -69,9 +70,16 @@ class StoreCollector(Collector):
                 gauges["ettr_ratio"].add_metric([run], ratios[1])
         for (run, cause), count in sorted(open_alert_counts(self.engine).items()):
             alerts.add_metric([run, cause], count)
+        finish = GaugeMetricFamily("trainledger_eta_finish_timestamp_seconds",
+                                   "Unix time the run is projected to finish, by quantile (trainledger eta)",
+                                   labels=["run", "quantile"])
+        for eta in list_live_etas(self.engine):
+            for quantile, value in (("0.1", eta.finish_p10), ("0.5", eta.finish_p50), ("0.9", eta.finish_p90)):
+                finish.add_metric([eta.run, quantile], value)
         yield state
         yield from gauges.values()
         yield alerts
+        yield finish
 
 
 def serve_metrics(engine: Engine, policy: Policy, port: int, host: str = "127.0.0.1"):

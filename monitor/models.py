@@ -199,6 +199,24 @@ class LiveState(SQLModel, table=True):
     """When the watcher classified it (the `now` of the snapshot)."""
 
 
+class LiveEta(SQLModel, table=True):
+    """Each live run's projected finish as the watcher last computed it (monitor/projections/live.py):
+    what the dashboard's Runs page and the metrics endpoint show, without a simulation per view."""
+
+    __tablename__ = "live_etas"
+    run: str = Field(primary_key=True)
+    done_steps: int = Field(sa_column=Column(BigInteger, nullable=False))
+    total_steps: int = Field(sa_column=Column(BigInteger, nullable=False))
+    step_time_s: float
+    """The recent median step time."""
+    finish_p10: float
+    finish_p50: float
+    finish_p90: float
+    finished: bool = False
+    updated: float
+    """When the watcher projected it (Unix time)."""
+
+
 class Alert(SQLModel, table=True):
     """A condition a detector found in a run (monitor/detectors/, kept by monitor/alerting.py):
     open, acknowledged, then resolved when the condition clears. At most one alert per

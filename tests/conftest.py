@@ -51,7 +51,7 @@ def pg_url():
 
 def _empty(engine) -> None:
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE runs, attempts, step_metrics, events, source_files, alerts, alert_mutes, live_states RESTART IDENTITY"))
+        conn.execute(text("TRUNCATE runs, attempts, step_metrics, events, source_files, alerts, alert_mutes, live_states, live_etas RESTART IDENTITY"))
 
 
 @pytest.fixture

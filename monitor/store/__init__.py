@@ -11,12 +11,12 @@ from monitor.store.alerts import (ack_alert, claim_notification, list_alerts, mu
                                   open_alert_counts, raise_alert, resolve_alert)
 from monitor.store.engine import (MaskedLog, StoreError, default_db_path, mask_secrets, mask_url, open_store,
                                   resolve_url)
-from monitor.store.live import list_live_states, save_live_states
+from monitor.store.live import list_live_etas, list_live_states, save_live_etas, save_live_states
 from monitor.store.queries import RunSummary, count_records, list_runs, load_records
 from monitor.store.sources import list_sources, this_host
 from monitor.store.write import insert_records
 
 __all__ = ["MaskedLog", "RunSummary", "StoreError", "ack_alert", "claim_notification", "count_records", "default_db_path",
-           "insert_records", "list_alerts", "list_live_states", "list_runs", "list_sources", "load_records", "mask_secrets",
+           "insert_records", "list_alerts", "list_live_etas", "list_live_states", "list_runs", "list_sources", "load_records", "mask_secrets",
            "mask_url", "mute_run", "muted_runs", "open_alert_counts", "open_store", "raise_alert", "resolve_alert",
-           "resolve_url", "save_live_states", "this_host"]
+           "resolve_url", "save_live_etas", "save_live_states", "this_host"]
