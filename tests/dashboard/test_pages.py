@@ -8,7 +8,7 @@ import pytest
 
 from dashboard_support import HOSTILE, HTML_RUN, LING, app_test, plotly_figures
 from monitor.accounting import compute_ledger
-from monitor.store import load_records, open_store
+from monitor.store import list_runs, load_records, open_store
 from monitor.store.read import raw_series, step_series
 
 PAGES = ("runs", "run", "downtime", "compare", "whatif", "alerts")
@@ -50,6 +50,35 @@ def test_runs_page_lists_every_run_with_the_ledgers_figures(sample_store, monkey
     assert table.loc[LING, "ETTR"] == pytest.approx(ledger.ettr)
     assert table.loc[LING, "step"] == 567240
     assert table.loc[HTML_RUN, "state"] == "fault"
+
+
+def test_runs_page_shows_the_finish_the_watcher_projects(tmp_path, monkeypatch):
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    from monitor.intake import Intake
+    from monitor.models import LiveEta
+    from monitor.sources import Targets
+    from monitor.store import save_live_etas
+
+    store = str(tmp_path / "store.db")
+    engine = open_store(store)
+    Intake(engine).ingest(Targets([str(Path(__file__).parents[1] / "fixtures" / "logs" / "jsonl")]))
+    runs = sorted(r.name for r in list_runs(engine))
+    assert len(runs) >= 2
+    p50 = 1_796_000_000.0
+    save_live_etas(engine, [
+        LiveEta(run=runs[0], done_steps=200, total_steps=1000, step_time_s=1.5, finish_p10=p50 - 600,
+                finish_p50=p50, finish_p90=p50 + 900, updated=p50 - 3600),
+        LiveEta(run=runs[1], done_steps=1000, total_steps=1000, step_time_s=1.5, finish_p10=p50, finish_p50=p50,
+                finish_p90=p50, finished=True, updated=p50)])
+    engine.dispose()
+    at = app_test(store, "runs", monkeypatch=monkeypatch)
+    assert not at.exception
+    table = at.dataframe[0].value.set_index("run")
+    assert table.loc[runs[0], "ETA (P50)"] == datetime.fromtimestamp(p50, timezone.utc).strftime("%Y-%m-%d %H:%M")
+    assert table.loc[runs[1], "ETA (P50)"] == "finished"
+    assert set(table.drop(index=runs[:2])["ETA (P50)"]) <= {""}  # no projection kept: blank
 
 
 def test_run_page_draws_every_extreme_of_the_loss_and_its_smoothing(sample_store, monkeypatch):
