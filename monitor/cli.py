@@ -201,7 +201,7 @@ def status(db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
     from rich.table import Column, Table
 
     from monitor.escape import printable
-    from monitor.store import list_live_states, list_runs, list_sources, mask_url
+    from monitor.store import list_live_etas, list_live_states, list_runs, list_sources, mask_url
     from monitor.unknown_format import report_unknown
 
     def text(value: str | None) -> str:
@@ -231,11 +231,15 @@ def status(db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
     report_unknown(console, sources)
     live = list_live_states(engine)
     if live:
-        runs = Table("state", "since", "last step", "last record", title="live runs (as `trainledger watch` last saw them)")
+        runs = Table("state", "since", "last step", "last record", "ETA (P50)",
+                     title="live runs (as `trainledger watch` last saw them)")
         runs.columns.insert(0, Column("run", overflow="fold"))
+        etas = {eta.run: eta for eta in list_live_etas(engine)}
         for state in live:
+            eta = etas.get(state.run)
             runs.add_row(text(state.run), state.state, _utc(state.since), "-" if state.step is None else f"{state.step:,}",
-                         f"{_age(now - state.last_record_ts)} ago")
+                         f"{_age(now - state.last_record_ts)} ago",
+                         "-" if eta is None else "finished" if eta.finished else _utc(eta.finish_p50))
         console.print(runs)
 
 

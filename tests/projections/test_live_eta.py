@@ -5,6 +5,7 @@ total; at most one projection per `eta_every_s`; and the metrics endpoint servin
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
@@ -17,6 +18,7 @@ from monitor.live import LiveRuns
 from monitor.projections.live import LiveEtas
 from monitor.sources import Targets
 from monitor.store import list_live_etas, list_live_states
+from tests.projections.conftest import cli
 
 START = 1_795_000_000.0
 STEPS = 200
@@ -64,6 +66,21 @@ def test_the_listener_stores_each_live_runs_finish_with_its_range(store, tmp_pat
     assert now < row.finish_p10 <= row.finish_p50 <= row.finish_p90
     assert row.finish_p50 - now >= (1000 - STEPS) * (STEP_S - 0.06)  # the steps to go at the step time, at least
     assert row.updated == now
+
+
+def test_status_shows_each_live_runs_projected_finish(sqlite_url, tmp_path):
+    from monitor.store import open_store
+
+    engine = open_store(sqlite_url)
+    etas, _ = watched(engine, tmp_path, 1000)
+    etas.tick()
+    (row,) = list_live_etas(engine)
+    engine.dispose()
+    result = cli("status", "--db", sqlite_url)
+    assert result.returncode == 0, result.stderr
+    assert "ETA (P50)" in result.stdout
+    finish = datetime.fromtimestamp(row.finish_p50, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    assert finish in result.stdout
 
 
 def test_a_run_that_does_not_say_its_total_gets_no_row_and_no_error(store, tmp_path, caplog):
