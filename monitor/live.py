@@ -57,6 +57,31 @@ class Listeners(list):
             listener.tick()
 
 
+class RunFailures:
+    """An action for one run whose failure is logged for that run, once until it changes (a run
+    that fails on every tick is logged once), and never stops the watcher; a store error passes
+    up for the intake to log and retry."""
+
+    def __init__(self, logger: logging.Logger, what: str) -> None:
+        self.logger, self.what = logger, what
+        self.last: dict[str, str] = {}
+
+    def call(self, run: str, action: Callable[..., Any], *args: Any) -> tuple[bool, Any]:
+        """(True, action(*args)), or (False, None) when it failed."""
+        try:
+            result = action(*args)
+        except SQLAlchemyError:
+            raise  # the store, not this run: the intake logs it and retries
+        except Exception as exc:  # noqa: BLE001 — one run's bad data must not stop the others
+            failure = f"{type(exc).__name__}: {exc}"
+            if self.last.get(run) != failure:
+                self.logger.error("run %s: %s: %s", printable(run), self.what, printable(failure))
+                self.last[run] = failure
+            return False, None
+        self.last.pop(run, None)
+        return True, result
+
+
 class LiveRuns:
     """Every run the watcher follows, classified live with `policy`."""
 
@@ -69,8 +94,7 @@ class LiveRuns:
         """How long a fresher view saved by another watcher of the run keeps ours out of the row."""
         self.ledgers: dict[str, LiveLedger] = {}
         self.last_ts: dict[str, float] = {}
-        self.failures: dict[str, str] = {}
-        """The last failure logged per run, so that a run that fails each tick is logged once."""
+        self.failures = RunFailures(log, "live state not classified")
         self.left_out: dict[str, int] = {}
         """Per run, how many stored records with impossible times were left out (logged once)."""
         self.on_seed: list[Callable[[str, list[Record]], None]] = []
@@ -113,21 +137,12 @@ class LiveRuns:
         self.last_ts[run] = batch[-1].ts
 
     def _isolated(self, run: str, action: Callable[..., Any], *args: Any) -> Any:
-        """`action(*args)` for one run. Its failure is logged for that run (once until it changes)
-        and leaves the run out of the live fold until its next record, which refolds it from the
-        store: one run's bad data never stops the others, nor costs a refold on every tick."""
-        try:
-            result = action(*args)
-        except SQLAlchemyError:
-            raise  # the store, not this run: the intake logs it and retries
-        except Exception as exc:  # noqa: BLE001 — one run's bad data must not stop the others
-            failure = f"{type(exc).__name__}: {exc}"
-            if self.failures.get(run) != failure:
-                log.error("run %s: live state not classified: %s", printable(run), printable(failure))
-                self.failures[run] = failure
+        """`action(*args)` for one run (RunFailures). A failure also leaves the run out of the live
+        fold until its next record, which refolds it from the store: one run's bad data never
+        stops the others, nor costs a refold on every tick."""
+        done, result = self.failures.call(run, action, *args)
+        if not done:
             self.ledgers.pop(run, None)
-            return None
-        self.failures.pop(run, None)
         return result
 
     def _seed(self, run: str) -> None:

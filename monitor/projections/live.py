@@ -13,10 +13,8 @@ import time
 from typing import Callable, Iterable
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.escape import printable
-from monitor.live import SETTLED, LiveRuns
+from monitor.live import SETTLED, LiveRuns, RunFailures
 from monitor.models import LiveEta
 from monitor.projections.eta import ETA_FIGURES, EtaError, estimate_eta
 from monitor.projections.loading import load_run
@@ -39,8 +37,8 @@ class LiveEtas:
         self.last_projected = float("-inf")
         self.touched: set[str] = set()
         """Runs with records since the last projection, settled or not."""
-        self.failures: dict[str, str] = {}
-        """The last failure logged per run, so that a run that fails each time is logged once."""
+        self.failures = RunFailures(log, "finish not projected")
+        """One run's data never stops the watcher: its failure is logged once until it changes."""
 
     def committed(self, records: Iterable[Record]) -> None:
         self.touched.update(record.run for record in records)
@@ -53,24 +51,8 @@ class LiveEtas:
         runs = sorted(self.touched | {run for run, state in self.live.saved.items()
                                       if run in self.live.ledgers and state.state not in SETTLED})
         self.touched.clear()
-        etas = [eta for run in runs if (eta := self._isolated(run, now)) is not None]
+        etas = [eta for run in runs if (eta := self.failures.call(run, self.project, run, now)[1]) is not None]
         save_live_etas(self.engine, etas)
-
-    def _isolated(self, run: str, now: float) -> LiveEta | None:
-        """The run's projection; None when it has none to give (no total, too few steps) or failed,
-        a failure logged once until it changes: one run's data never stops the watcher."""
-        try:
-            eta = self.project(run, now)
-        except SQLAlchemyError:
-            raise  # the store, not this run: the intake logs it and retries
-        except Exception as exc:  # noqa: BLE001 — one run's bad data must not stop the others
-            failure = f"{type(exc).__name__}: {exc}"
-            if self.failures.get(run) != failure:
-                log.error("run %s: finish not projected: %s", printable(run), printable(failure))
-                self.failures[run] = failure
-            return None
-        self.failures.pop(run, None)
-        return eta
 
     def project(self, run: str, now: float) -> LiveEta | None:
         """`trainledger eta RUN --live` with `simulations` futures, as a row; None where eta has no answer."""
