@@ -14,12 +14,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from monitor.cli import DB_HELP
 from monitor.escape import printable
 from monitor.policy_options import config_option, holiday_option, load_policy, timezone_option, work_hours_option
 from monitor.projections.eta import ETA_FIGURES
 from monitor.projections.loading import LoadedRun, load_run
 
-DB_HELP = "store: a SQLite file path or a postgresql+psycopg:// URL (default: $TRAINLEDGER_DB, else ~/.local/share/trainledger/trainledger.db)"
 FORMAT_HELP = "table or json"
 
 
